@@ -1,0 +1,122 @@
+//! The `ringwire` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringwire::config::FileConfig;
+use ringwire::serve::{self, Service};
+
+#[derive(Parser, Debug)]
+#[command(name = "ringwire", version, about = "Ringwire: a thread-per-core real-time network engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// HTTP/WebSocket listener (repeatable; default 127.0.0.1:8080).
+    #[arg(long)]
+    bind: Vec<SocketAddr>,
+    /// Raw TCP echo listener (repeatable).
+    #[arg(long = "tcp-echo")]
+    tcp_echo: Vec<SocketAddr>,
+    /// Worker threads, one per core (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// I/O driver: auto, uring or epoll (RINGWIRE_DRIVER overrides).
+    #[arg(long)]
+    driver: Option<String>,
+    /// TOML configuration file; flags override its keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Pin worker i to CPU i.
+    #[arg(long)]
+    pin_cores: bool,
+    /// Most open connections across all cores.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Per-connection out-queue limit in bytes.
+    #[arg(long)]
+    max_out_buffer: Option<usize>,
+    /// What a send past the limit does: refuse or close.
+    #[arg(long)]
+    overflow_policy: Option<String>,
+    /// Graceful-stop deadline in milliseconds.
+    #[arg(long)]
+    shutdown_timeout_ms: Option<u64>,
+    /// Per-connection read limit in bytes/s (0 = none).
+    #[arg(long)]
+    throttle_read: Option<u64>,
+    /// Per-connection write limit in bytes/s (0 = none).
+    #[arg(long)]
+    throttle_write: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(a) => match run_serve(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ringwire: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let file = match &a.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let flags = FileConfig {
+        bind: (!a.bind.is_empty()).then_some(a.bind),
+        tcp_echo: (!a.tcp_echo.is_empty()).then_some(a.tcp_echo),
+        threads: a.threads,
+        driver: a.driver,
+        pin_cores: a.pin_cores.then_some(true),
+        max_connections: a.max_connections,
+        max_out_buffer: a.max_out_buffer,
+        overflow_policy: a.overflow_policy,
+        shutdown_timeout_ms: a.shutdown_timeout_ms,
+        throttle_read: a.throttle_read,
+        throttle_write: a.throttle_write,
+        ..Default::default()
+    };
+    let cfg = file.merge(flags);
+    let rt = cfg.runtime()?;
+    let binds = cfg.bind.clone().unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+    let mut listeners: Vec<(SocketAddr, Service)> = binds.into_iter().map(|b| (b, Service::Http)).collect();
+    listeners.extend(cfg.tcp_echo.clone().unwrap_or_default().into_iter().map(|b| (b, Service::TcpEcho)));
+
+    let server = serve::start(rt, &listeners)?;
+    let stopper = server.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new().name("ringwire-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "stopping: closing listeners and flushing connections");
+            stopper.stop();
+        }
+    })?;
+    serve::announce(&server);
+    server.join();
+    tracing::info!("stopped");
+    Ok(())
+}

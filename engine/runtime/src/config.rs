@@ -1,0 +1,216 @@
+//! Runtime configuration: every limit the engine enforces has a name here and a default.
+
+use std::time::Duration;
+
+/// Which I/O driver a core runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DriverKind {
+    /// Linux io_uring: multishot accept, multishot recv into provided-buffer rings.
+    Uring,
+    /// Readiness (epoll on Linux, kqueue on macOS) through mio.
+    Epoll,
+}
+
+impl DriverKind {
+    /// The name printed in logs and in the `listening on` line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Uring => "uring",
+            DriverKind::Epoll => "epoll",
+        }
+    }
+}
+
+impl std::fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked for: a driver, or `auto` (io_uring when the start-up probe passes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum DriverChoice {
+    /// io_uring when the probe passes, else epoll; the reason is logged.
+    #[default]
+    Auto,
+    /// io_uring or a start-up error.
+    Uring,
+    /// epoll (mio) always.
+    Epoll,
+}
+
+impl std::str::FromStr for DriverChoice {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(DriverChoice::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(DriverChoice::Uring),
+            "epoll" | "mio" | "kqueue" => Ok(DriverChoice::Epoll),
+            _ => Err(ConfigError::UnknownDriver),
+        }
+    }
+}
+
+impl DriverChoice {
+    /// The environment variable that overrides the configured driver in any binary or test.
+    pub const ENV: &'static str = "RINGWIRE_DRIVER";
+
+    /// `RINGWIRE_DRIVER` when set (and valid), else `self`.
+    pub fn with_env_override(self) -> Self {
+        match std::env::var(Self::ENV) {
+            Ok(v) if !v.trim().is_empty() => match v.parse() {
+                Ok(d) => d,
+                Err(_) => {
+                    tracing::warn!(value = %v, "ignoring invalid {}", Self::ENV);
+                    self
+                }
+            },
+            _ => self,
+        }
+    }
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The driver name is not `auto`, `uring` or `epoll`.
+    UnknownDriver,
+    /// The overflow policy is not `refuse` or `close`.
+    UnknownOverflowPolicy,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::UnknownDriver => f.write_str("driver must be one of auto, uring, epoll"),
+            ConfigError::UnknownOverflowPolicy => f.write_str("overflow policy must be refuse or close"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What happens to a send that would take a connection's out-queue past its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// The send is refused with [`crate::SendError::Backpressure`]; nothing is queued.
+    #[default]
+    Refuse,
+    /// The connection is aborted: a peer that does not read is cut off.
+    Close,
+}
+
+impl std::str::FromStr for OverflowPolicy {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "refuse" => Ok(OverflowPolicy::Refuse),
+            "close" => Ok(OverflowPolicy::Close),
+            _ => Err(ConfigError::UnknownOverflowPolicy),
+        }
+    }
+}
+
+/// A bandwidth limit for one direction of one connection (the suite's Throttle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Bytes per second.
+    pub bytes_per_sec: u64,
+    /// The budget that may be spent at once after an idle period (bytes).
+    pub burst: u64,
+}
+
+impl Rate {
+    /// A rate with a burst of one tenth of a second's worth (at least 1 KiB).
+    pub fn per_sec(bytes_per_sec: u64) -> Self {
+        Rate { bytes_per_sec, burst: (bytes_per_sec / 10).max(1024) }
+    }
+}
+
+/// Per-connection throttle: either direction may be limited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Throttle {
+    /// Limit on bytes read from the peer; past it the runtime stops reading the socket.
+    pub read: Option<Rate>,
+    /// Limit on bytes written to the peer; past it writes wait for the budget to refill.
+    pub write: Option<Rate>,
+}
+
+/// Everything the runtime needs to know; the `ringwire` binary fills it from flags and TOML.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Worker threads, one per core. 0 means "all available cores".
+    pub threads: usize,
+    /// Pin worker `i` to CPU `i % ncpus`.
+    pub pin_cores: bool,
+    /// Driver selection.
+    pub driver: DriverChoice,
+    /// Most open TCP connections across all cores; past it new connections are closed at once.
+    pub max_connections: usize,
+    /// Default limit on a connection's queued outgoing bytes.
+    pub max_out_buffer: usize,
+    /// What a send past `max_out_buffer` does.
+    pub overflow_policy: OverflowPolicy,
+    /// Most unconsumed input kept for a connection whose plugin returned less than it was given;
+    /// past it the connection is aborted.
+    pub max_in_buffer: usize,
+    /// Default throttle for every new connection (usually none).
+    pub throttle: Throttle,
+    /// After a graceful close has flushed and sent FIN, how long to wait for the peer's FIN.
+    pub linger: Duration,
+    /// On shutdown, how long plugins get to flush and close before connections are aborted.
+    pub shutdown_timeout: Duration,
+    /// io_uring: submission queue entries.
+    pub uring_entries: u32,
+    /// io_uring: provided receive buffers per core (a power of two).
+    pub recv_buffers: u16,
+    /// Size of one receive buffer; epoll uses one of this size per core.
+    pub recv_buffer_size: usize,
+    /// io_uring: provided buffers for UDP datagrams (a power of two).
+    pub udp_buffers: u16,
+    /// Largest UDP datagram received (bytes); larger ones are truncated and dropped.
+    pub udp_max_datagram: usize,
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// Set TCP_NODELAY on accepted sockets.
+    pub nodelay: bool,
+    /// Most reads one connection gets per loop turn on epoll before others get theirs.
+    pub reads_per_turn: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            threads: 0,
+            pin_cores: false,
+            driver: DriverChoice::Auto,
+            max_connections: 1_000_000,
+            max_out_buffer: 16 * 1024 * 1024,
+            overflow_policy: OverflowPolicy::Refuse,
+            max_in_buffer: 16 * 1024 * 1024,
+            throttle: Throttle::default(),
+            linger: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            uring_entries: 1024,
+            recv_buffers: 512,
+            recv_buffer_size: 16 * 1024,
+            udp_buffers: 256,
+            udp_max_datagram: 2048,
+            backlog: 1024,
+            nodelay: true,
+            reads_per_turn: 16,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The number of worker threads this config starts (resolving 0 to the core count).
+    pub fn resolved_threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.threads
+        }
+    }
+}

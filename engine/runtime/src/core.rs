@@ -1,0 +1,1105 @@
+//! What both drivers share: the connection table, out-queues, close state machine, throttles,
+//! timers, the bus inbox, and the contexts plugins write through.
+//!
+//! A driver owns the loop and the syscalls. It calls into [`Core`] when something happened
+//! (accepted, bytes read, bytes sent, EOF, error) and, after each batch, services the
+//! connections the plugin touched (the `dirty` list): it starts sends, pauses or resumes reads,
+//! and moves closing connections along. Nothing here makes a syscall except `shutdown(2)`,
+//! `setsockopt(SO_LINGER)` and the final `close(2)`, which both drivers need identically.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::bus::{BusMessage, BusSender, Envelope};
+use crate::config::{OverflowPolicy, Rate, RuntimeConfig, Throttle};
+use crate::plugin::{CloseReason, ConnId, ListenerId, Plugin, SendError, UdpId, core_ctx};
+use crate::slab::{Key, Slab};
+use crate::timer::{TimerKey, TimerWheel};
+
+// Connection flags.
+pub(crate) const DIRTY: u32 = 1;
+/// Graceful close requested: flush, FIN, wait for the peer's FIN.
+pub(crate) const CLOSING: u32 = 1 << 1;
+/// Abort requested: drop what is queued, RST.
+pub(crate) const ABORT: u32 = 1 << 2;
+/// EOF or a read error was seen.
+pub(crate) const READ_CLOSED: u32 = 1 << 3;
+/// shutdown(SHUT_WR) done.
+pub(crate) const WR_SHUT: u32 = 1 << 4;
+/// The plugin paused reading.
+pub(crate) const PAUSED: u32 = 1 << 5;
+/// The read throttle paused reading.
+pub(crate) const THROTTLED_R: u32 = 1 << 6;
+/// The write throttle holds writes until its timer.
+pub(crate) const THROTTLED_W: u32 = 1 << 7;
+/// io_uring: a multishot recv is armed.
+pub(crate) const RECV_ARMED: u32 = 1 << 8;
+/// io_uring: a send is in flight.
+pub(crate) const SEND_INFLIGHT: u32 = 1 << 9;
+/// io_uring: a cancel of everything on the fd was submitted.
+pub(crate) const CANCELING: u32 = 1 << 10;
+/// io_uring: a cancel of the recv alone was submitted.
+pub(crate) const RECV_CANCELING: u32 = 1 << 11;
+/// epoll: the socket may have bytes to read (edge seen, not yet read to EAGAIN).
+pub(crate) const READ_READY: u32 = 1 << 12;
+/// epoll: the last write hit EAGAIN; wait for a writable edge.
+pub(crate) const WRITE_BLOCKED: u32 = 1 << 13;
+/// The plugin was told about EOF.
+pub(crate) const EOF_TOLD: u32 = 1 << 14;
+/// The linger timer is armed.
+pub(crate) const LINGERING: u32 = 1 << 15;
+/// The out-queue was non-empty since the last drained callback.
+pub(crate) const WAS_BUSY: u32 = 1 << 16;
+/// epoll: the peer's FIN (or an error) was signalled; read until EOF, no short-read shortcut.
+pub(crate) const RDHUP: u32 = 1 << 18;
+/// Reading resumed with unconsumed input buffered: offer it to the plugin again.
+pub(crate) const REDELIVER: u32 = 1 << 17;
+
+/// A throttle's running budget for one direction.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: Rate,
+    budget: i64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        Bucket { rate, budget: rate.burst as i64, last: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last);
+        let add = (dt.as_nanos() * self.rate.bytes_per_sec as u128 / 1_000_000_000) as i64;
+        if add > 0 {
+            self.budget = (self.budget + add).min(self.rate.burst as i64);
+            self.last = now;
+        }
+    }
+
+    /// Bytes that may pass now (0 when exhausted).
+    pub(crate) fn available(&mut self, now: Instant) -> usize {
+        self.refill(now);
+        self.budget.max(0) as usize
+    }
+
+    pub(crate) fn spend(&mut self, n: usize) {
+        self.budget -= n as i64;
+    }
+
+    /// How long until the budget is back to a useful size (a quarter of the burst).
+    pub(crate) fn wait(&self) -> Duration {
+        let want = (self.rate.burst as i64 / 4).max(1) - self.budget;
+        let ns = (want.max(1) as u128 * 1_000_000_000 / self.rate.bytes_per_sec.max(1) as u128) as u64;
+        Duration::from_nanos(ns).max(Duration::from_millis(1))
+    }
+}
+
+/// Throttle state for one connection.
+#[derive(Debug, Default)]
+pub(crate) struct ThrottleState {
+    pub read: Option<Bucket>,
+    pub write: Option<Bucket>,
+}
+
+/// Runtime state of one TCP connection. Idle, it owns no buffer: the out-queue and the input
+/// remainder are empty and unallocated.
+pub(crate) struct Conn {
+    pub fd: RawFd,
+    pub flags: u32,
+    /// io_uring operations in flight on this fd; the slot is freed only at zero.
+    pub inflight: u16,
+    pub listener: u16,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub out: VecDeque<Bytes>,
+    pub out_len: usize,
+    /// Bytes of `out.front()` already written.
+    pub out_off: usize,
+    pub inbuf: Vec<u8>,
+    pub max_out: usize,
+    pub policy: OverflowPolicy,
+    pub throttle: Option<Box<ThrottleState>>,
+    pub reason: Option<CloseReason>,
+    /// io_uring: iovecs of the send in flight (kept until its CQE).
+    pub sendop: Option<Box<crate::driver::SendOp>>,
+}
+
+impl Conn {
+    /// Reading is wanted: not at EOF, not paused (a closing connection reads to see the FIN).
+    pub(crate) fn wants_read(&self) -> bool {
+        if self.flags & (READ_CLOSED | ABORT) != 0 {
+            return false;
+        }
+        if self.flags & CLOSING != 0 {
+            return true;
+        }
+        self.flags & (PAUSED | THROTTLED_R) == 0
+    }
+
+    /// Mark `n` bytes at the front of the out-queue as written.
+    pub(crate) fn advance_out(&mut self, n: usize) {
+        let mut n = n + self.out_off;
+        let total = n - self.out_off;
+        while let Some(front) = self.out.front() {
+            if n >= front.len() {
+                n -= front.len();
+                self.out.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.out_off = n;
+        self.out_len -= total;
+        if self.out.is_empty() {
+            self.out_off = 0;
+            // An idle connection keeps no queue memory around.
+            if self.out.capacity() > 16 {
+                self.out = VecDeque::new();
+            }
+        }
+    }
+
+    /// The read budget now (usize::MAX when not throttled).
+    pub(crate) fn read_allowance(&mut self, now: Instant) -> usize {
+        match self.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+            Some(b) => b.available(now),
+            None => usize::MAX,
+        }
+    }
+
+    /// The write budget now (usize::MAX when not throttled).
+    pub(crate) fn write_allowance(&mut self, now: Instant) -> usize {
+        match self.throttle.as_mut().and_then(|t| t.write.as_mut()) {
+            Some(b) => b.available(now),
+            None => usize::MAX,
+        }
+    }
+}
+
+/// Counters of one core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused (max-connections, or the plugin said no).
+    pub refused: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Messages, as counted by plugins through [`CoreCtx::count_messages`].
+    pub messages: u64,
+    /// UDP datagrams received.
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// UDP datagrams dropped (send buffer full, truncated on receive).
+    pub datagrams_dropped: u64,
+}
+
+const STAT_FIELDS: usize = 10;
+
+impl CoreStats {
+    fn to_array(self) -> [u64; STAT_FIELDS] {
+        [
+            self.accepted,
+            self.refused,
+            self.closed,
+            self.open,
+            self.bytes_in,
+            self.bytes_out,
+            self.messages,
+            self.datagrams_in,
+            self.datagrams_out,
+            self.datagrams_dropped,
+        ]
+    }
+    fn from_array(a: [u64; STAT_FIELDS]) -> Self {
+        let [accepted, refused, closed, open, bytes_in, bytes_out, messages, datagrams_in, datagrams_out, datagrams_dropped] =
+            a;
+        CoreStats {
+            accepted,
+            refused,
+            closed,
+            open,
+            bytes_in,
+            bytes_out,
+            messages,
+            datagrams_in,
+            datagrams_out,
+            datagrams_dropped,
+        }
+    }
+}
+
+/// State shared by all cores of one server (touched on accept/close and for stats, never per message).
+pub(crate) struct Global {
+    pub open: AtomicUsize,
+    pub max_connections: usize,
+    published: Vec<[AtomicU64; STAT_FIELDS]>,
+}
+
+impl Global {
+    pub(crate) fn new(cores: usize, max_connections: usize) -> Self {
+        Global {
+            open: AtomicUsize::new(0),
+            max_connections,
+            published: (0..cores).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Vec<CoreStats> {
+        self.published
+            .iter()
+            .map(|a| CoreStats::from_array(std::array::from_fn(|i| a[i].load(Ordering::Relaxed))))
+            .collect()
+    }
+
+    fn publish(&self, core: usize, s: &CoreStats) {
+        if let Some(p) = self.published.get(core) {
+            for (slot, v) in p.iter().zip(s.to_array()) {
+                slot.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What a timer in the core's wheel is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimerTarget {
+    Conn(Key, u64),
+    Core(u64),
+    Linger(Key),
+    ThrottleRead(Key),
+    ThrottleWrite(Key),
+    ShutdownDeadline,
+    PublishStats,
+}
+
+/// A timer handle, for [`CoreCtx::cancel_timer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerId(TimerKey);
+
+/// A UDP datagram the plugin queued, sent by the driver after the callback.
+pub(crate) struct UdpOut {
+    pub sock: UdpId,
+    pub to: SocketAddr,
+    pub data: Bytes,
+}
+
+/// Everything a context may touch.
+pub(crate) struct Shared {
+    pub core: usize,
+    pub now: Instant,
+    pub conns: Slab<Conn>,
+    pub dirty: Vec<Key>,
+    pub timers: TimerWheel<TimerTarget>,
+    pub bus: BusSender,
+    pub cfg: Arc<RuntimeConfig>,
+    pub global: Arc<Global>,
+    pub stats: CoreStats,
+    pub stopping: bool,
+    pub udp_out: Vec<UdpOut>,
+    pub udp_socks: usize,
+    pub driver: crate::DriverKind,
+}
+
+impl Shared {
+    pub(crate) fn mark_dirty(&mut self, key: Key) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.flags & DIRTY == 0
+        {
+            c.flags |= DIRTY;
+            self.dirty.push(key);
+        }
+    }
+
+    fn id_of(&self, key: Key) -> ConnId {
+        ConnId(((self.core as u64) << 56) | key.to_u64())
+    }
+
+    fn key_of(&self, id: ConnId) -> Result<Key, SendError> {
+        if id.core() != self.core {
+            return Err(SendError::OtherCore);
+        }
+        Ok(Key::from_u64(id.0 & ((1 << 56) - 1)))
+    }
+
+    pub(crate) fn queue(&mut self, key: Key, chunks: &[Bytes]) -> Result<usize, SendError> {
+        let total: usize = chunks.iter().map(|b| b.len()).sum();
+        let Some(c) = self.conns.get_mut(key) else {
+            return Err(SendError::Closed);
+        };
+        if c.flags & (CLOSING | ABORT | WR_SHUT) != 0 {
+            return Err(SendError::Closed);
+        }
+        if c.out_len + total > c.max_out {
+            return match c.policy {
+                OverflowPolicy::Refuse => Err(SendError::Backpressure),
+                OverflowPolicy::Close => {
+                    self.abort(key, CloseReason::Aborted);
+                    Err(SendError::Closed)
+                }
+            };
+        }
+        if total == 0 {
+            return Ok(c.out_len);
+        }
+        for b in chunks.iter().filter(|b| !b.is_empty()) {
+            c.out.push_back(b.clone());
+        }
+        c.out_len += total;
+        c.flags |= WAS_BUSY;
+        let buffered = c.out_len;
+        self.mark_dirty(key);
+        Ok(buffered)
+    }
+
+    pub(crate) fn close(&mut self, key: Key) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.flags & (CLOSING | ABORT) == 0
+        {
+            c.flags |= CLOSING;
+            c.reason.get_or_insert(if c.flags & READ_CLOSED != 0 { CloseReason::Peer } else { CloseReason::Local });
+            // What arrived but was not consumed will never be: free it now.
+            c.inbuf = Vec::new();
+            self.mark_dirty(key);
+        }
+    }
+
+    pub(crate) fn abort(&mut self, key: Key, reason: CloseReason) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.flags & ABORT == 0
+        {
+            c.flags |= ABORT;
+            c.reason = Some(reason);
+            c.inbuf = Vec::new();
+            self.mark_dirty(key);
+        }
+    }
+
+    fn set_timer(&mut self, after: Duration, target: TimerTarget) -> TimerId {
+        TimerId(self.timers.insert(self.now + after, target))
+    }
+}
+
+/// A core-level context: timers, the bus, other connections of this core, UDP.
+pub struct CoreCtx<'a> {
+    pub(crate) sh: &'a mut Shared,
+}
+
+impl<'a> CoreCtx<'a> {
+    /// This core's index (0-based).
+    pub fn core(&self) -> usize {
+        self.sh.core
+    }
+    /// How many cores the server runs.
+    pub fn cores(&self) -> usize {
+        self.sh.bus.cores()
+    }
+    /// The time this loop turn started (read once per turn).
+    pub fn now(&self) -> Instant {
+        self.sh.now
+    }
+    /// The driver this core runs.
+    pub fn driver(&self) -> crate::DriverKind {
+        self.sh.driver
+    }
+    /// True once the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.sh.stopping
+    }
+    /// Open connections on this core.
+    pub fn connection_count(&self) -> usize {
+        self.sh.conns.len()
+    }
+    /// This core's counters.
+    pub fn stats(&self) -> CoreStats {
+        self.sh.stats
+    }
+    /// Count `n` protocol messages in this core's stats.
+    pub fn count_messages(&mut self, n: u64) {
+        self.sh.stats.messages += n;
+    }
+
+    /// Queue bytes on a connection of this core. Returns the bytes now buffered for it.
+    pub fn send_to(&mut self, id: ConnId, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
+        let key = self.sh.key_of(id)?;
+        self.sh.queue(key, &[data.into_chunk()])
+    }
+    /// Queue several chunks at once (written with one vectored write where possible); all or nothing.
+    pub fn send_vectored_to(&mut self, id: ConnId, chunks: &[Bytes]) -> Result<usize, SendError> {
+        let key = self.sh.key_of(id)?;
+        self.sh.queue(key, chunks)
+    }
+    /// Bytes queued and not yet written for a connection of this core (0 if gone).
+    pub fn buffered_of(&self, id: ConnId) -> usize {
+        self.sh.key_of(id).ok().and_then(|k| self.sh.conns.get(k)).map_or(0, |c| c.out_len)
+    }
+    /// Close a connection of this core gracefully (flush, FIN, wait for the peer's FIN).
+    pub fn close_conn(&mut self, id: ConnId) {
+        if let Ok(k) = self.sh.key_of(id) {
+            self.sh.close(k);
+        }
+    }
+    /// Abort a connection of this core: drop its queue and reset it.
+    pub fn abort_conn(&mut self, id: ConnId) {
+        if let Ok(k) = self.sh.key_of(id) {
+            self.sh.abort(k, CloseReason::Aborted);
+        }
+    }
+    /// True if the connection is open on this core and not closing.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.sh
+            .key_of(id)
+            .ok()
+            .and_then(|k| self.sh.conns.get(k))
+            .is_some_and(|c| c.flags & (CLOSING | ABORT) == 0)
+    }
+
+    /// Arm a core timer: [`Plugin::on_core_timer`] gets `token` after `after`.
+    pub fn set_core_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        self.sh.set_timer(after, TimerTarget::Core(token))
+    }
+    /// Cancel a timer (connection or core); a fired or unknown timer is ignored.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.sh.timers.cancel(id.0);
+    }
+
+    /// Post a message to one core's inbox (this one included). False if the core is gone.
+    pub fn post(&mut self, core: usize, tag: u64, data: Bytes) -> bool {
+        let msg = BusMessage { from: self.sh.core, tag, data, extra: None };
+        self.sh.bus.post(core, Envelope::User(msg))
+    }
+    /// Post a full message (with a structured `extra`) to one core.
+    pub fn post_message(&mut self, core: usize, msg: BusMessage) -> bool {
+        self.sh.bus.post(core, Envelope::User(msg))
+    }
+    /// Hand the same refcounted bytes to every core, this one included; returns how many got it.
+    pub fn broadcast(&mut self, tag: u64, data: Bytes) -> usize {
+        let msg = BusMessage { from: self.sh.core, tag, data, extra: None };
+        self.broadcast_message(msg)
+    }
+    /// Broadcast a full message to every core, this one included.
+    pub fn broadcast_message(&mut self, msg: BusMessage) -> usize {
+        (0..self.sh.bus.cores()).filter(|&c| self.sh.bus.post(c, Envelope::User(msg.clone()))).count()
+    }
+
+    /// Queue a datagram on one of this core's UDP sockets; sent after the callback returns.
+    /// Returns false (and counts a drop) for an unknown socket.
+    pub fn send_datagram(&mut self, sock: UdpId, to: SocketAddr, data: impl crate::plugin::IntoChunk) -> bool {
+        if sock.0 >= self.sh.udp_socks {
+            self.sh.stats.datagrams_dropped += 1;
+            return false;
+        }
+        self.sh.udp_out.push(UdpOut { sock, to, data: data.into_chunk() });
+        true
+    }
+}
+
+/// The context of one connection's callback. It derefs to the core's [`CoreCtx`].
+pub struct ConnCtx<'a> {
+    pub(crate) core: CoreCtx<'a>,
+    pub(crate) key: Key,
+}
+
+impl<'a> std::ops::Deref for ConnCtx<'a> {
+    type Target = CoreCtx<'a>;
+    fn deref(&self) -> &CoreCtx<'a> {
+        &self.core
+    }
+}
+
+impl<'a> std::ops::DerefMut for ConnCtx<'a> {
+    fn deref_mut(&mut self) -> &mut CoreCtx<'a> {
+        &mut self.core
+    }
+}
+
+impl ConnCtx<'_> {
+    fn conn(&self) -> Option<&Conn> {
+        self.core.sh.conns.get(self.key)
+    }
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        self.core.sh.conns.get_mut(self.key)
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.core.sh.id_of(self.key)
+    }
+    /// The binding it arrived on.
+    pub fn listener(&self) -> ListenerId {
+        ListenerId(self.conn().map_or(0, |c| c.listener as usize))
+    }
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.conn().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
+    }
+    /// The local address the connection arrived on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.conn().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.local)
+    }
+    /// Queue bytes (owned or shared, never copied). Returns the bytes now buffered.
+    pub fn send(&mut self, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
+        let key = self.key;
+        self.core.sh.queue(key, &[data.into_chunk()])
+    }
+    /// Queue several chunks, written vectored; all or nothing against the limit.
+    pub fn send_vectored(&mut self, chunks: &[Bytes]) -> Result<usize, SendError> {
+        let key = self.key;
+        self.core.sh.queue(key, chunks)
+    }
+    /// Bytes queued and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.conn().map_or(0, |c| c.out_len)
+    }
+    /// Bytes received and not yet consumed.
+    pub fn unconsumed(&self) -> usize {
+        self.conn().map_or(0, |c| c.inbuf.len())
+    }
+    /// Close gracefully: send what is queued, then FIN, then wait for the peer's FIN
+    /// (up to the linger time). Input arriving meanwhile is discarded.
+    pub fn close(&mut self) {
+        let key = self.key;
+        self.core.sh.close(key);
+    }
+    /// Abort: drop what is queued and reset the connection.
+    pub fn abort(&mut self) {
+        let key = self.key;
+        self.core.sh.abort(key, CloseReason::Aborted);
+    }
+    /// True once close or abort was requested.
+    pub fn is_closing(&self) -> bool {
+        self.conn().is_none_or(|c| c.flags & (CLOSING | ABORT) != 0)
+    }
+    /// Arm a timer for this connection: [`Plugin::on_timer`] gets `token` after `after`
+    /// (not if the connection closed first).
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        let key = self.key;
+        self.core.sh.set_timer(after, TimerTarget::Conn(key, token))
+    }
+    /// Set this connection's out-queue limit and what a send past it does.
+    pub fn set_send_limit(&mut self, max_bytes: usize, policy: OverflowPolicy) {
+        if let Some(c) = self.conn_mut() {
+            c.max_out = max_bytes;
+            c.policy = policy;
+        }
+    }
+    /// Set (or clear, with `Throttle::default()`) this connection's bandwidth limits.
+    pub fn set_throttle(&mut self, t: Throttle) {
+        let now = self.core.sh.now;
+        let key = self.key;
+        if let Some(c) = self.conn_mut() {
+            c.throttle = if t.read.is_none() && t.write.is_none() {
+                c.flags &= !(THROTTLED_R | THROTTLED_W);
+                None
+            } else {
+                Some(Box::new(ThrottleState {
+                    read: t.read.map(|r| Bucket::new(r, now)),
+                    write: t.write.map(|r| Bucket::new(r, now)),
+                }))
+            };
+        }
+        self.core.sh.mark_dirty(key);
+    }
+    /// Stop reading this socket (the kernel's buffer then pushes back on the peer).
+    pub fn pause_reading(&mut self) {
+        let key = self.key;
+        if let Some(c) = self.conn_mut() {
+            c.flags |= PAUSED;
+        }
+        self.core.sh.mark_dirty(key);
+    }
+    /// Resume reading after [`ConnCtx::pause_reading`].
+    pub fn resume_reading(&mut self) {
+        let key = self.key;
+        if let Some(c) = self.conn_mut() {
+            c.flags &= !PAUSED;
+            if !c.inbuf.is_empty() {
+                c.flags |= REDELIVER;
+            }
+        }
+        self.core.sh.mark_dirty(key);
+    }
+}
+
+/// One core: its plugin, the plugin's per-connection states, and the shared table.
+pub(crate) struct Core<P: Plugin> {
+    pub plugin: P,
+    pub states: Vec<Option<P::Conn>>,
+    pub sh: Shared,
+    pub inbox: Receiver<Envelope>,
+}
+
+/// What a driver should do with a connection after [`Core::service`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Nothing more (or the driver's own I/O steps).
+    Io,
+    /// Finish it: close the fd and free the slot (the driver checks its in-flight ops first).
+    Finish,
+}
+
+impl<P: Plugin> Core<P> {
+    pub(crate) fn new(plugin: P, sh: Shared, inbox: Receiver<Envelope>) -> Self {
+        Core { plugin, states: Vec::new(), sh, inbox }
+    }
+
+    /// Call the plugin for one connection, if it is still there.
+    fn with_conn<R>(&mut self, key: Key, f: impl FnOnce(&mut P, &mut P::Conn, &mut ConnCtx<'_>) -> R) -> Option<R> {
+        if !self.sh.conns.contains(key) {
+            return None;
+        }
+        let st = self.states.get_mut(key.index() as usize)?.as_mut()?;
+        let mut cx = ConnCtx { core: CoreCtx { sh: &mut self.sh }, key };
+        Some(f(&mut self.plugin, st, &mut cx))
+    }
+
+    pub(crate) fn start(&mut self) {
+        let mut cx = core_ctx(&mut self.sh);
+        self.plugin.on_start(&mut cx);
+        let t = self.sh.now + Duration::from_millis(100);
+        self.sh.timers.insert(t, TimerTarget::PublishStats);
+    }
+
+    /// Whether a newly accepted socket may be kept (the global max-connections limit).
+    pub(crate) fn admit(&mut self) -> bool {
+        let g = &self.sh.global;
+        let prev = g.open.fetch_add(1, Ordering::AcqRel);
+        if prev >= g.max_connections || self.sh.stopping {
+            g.open.fetch_sub(1, Ordering::AcqRel);
+            self.sh.stats.refused += 1;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// A connection was accepted (and admitted). Returns its key if the plugin kept it.
+    pub(crate) fn open(&mut self, fd: RawFd, listener: usize, peer: SocketAddr, local: SocketAddr) -> Option<Key> {
+        let cfg = &self.sh.cfg;
+        let conn = Conn {
+            fd,
+            flags: 0,
+            inflight: 0,
+            listener: listener as u16,
+            peer,
+            local,
+            out: VecDeque::new(),
+            out_len: 0,
+            out_off: 0,
+            inbuf: Vec::new(),
+            max_out: cfg.max_out_buffer,
+            policy: cfg.overflow_policy,
+            throttle: None,
+            reason: None,
+            sendop: None,
+        };
+        let throttle = cfg.throttle;
+        let key = self.sh.conns.insert(conn);
+        let idx = key.index() as usize;
+        if self.states.len() <= idx {
+            self.states.resize_with(idx + 1, || None);
+        }
+        self.sh.stats.accepted += 1;
+        self.sh.stats.open += 1;
+        let mut cx = ConnCtx { core: CoreCtx { sh: &mut self.sh }, key };
+        if throttle.read.is_some() || throttle.write.is_some() {
+            cx.set_throttle(throttle);
+        }
+        match self.plugin.on_open(&mut cx) {
+            Some(st) => {
+                if let Some(s) = self.states.get_mut(idx) {
+                    *s = Some(st);
+                }
+                Some(key)
+            }
+            None => {
+                self.sh.stats.refused += 1;
+                self.sh.abort(key, CloseReason::Refused);
+                Some(key)
+            }
+        }
+    }
+
+    /// Bytes arrived on a connection. `data` is the driver's receive buffer.
+    pub(crate) fn deliver(&mut self, key: Key, data: &mut [u8]) {
+        let now = self.sh.now;
+        let max_in = self.sh.cfg.max_in_buffer;
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        self.sh.stats.bytes_in += data.len() as u64;
+        if let Some(b) = c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+            b.refill(now);
+            b.spend(data.len());
+            if b.budget <= 0 && c.flags & THROTTLED_R == 0 {
+                c.flags |= THROTTLED_R;
+                let wait = b.wait();
+                self.sh.set_timer(wait, TimerTarget::ThrottleRead(key));
+                self.sh.mark_dirty(key);
+            }
+        }
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        if c.flags & (CLOSING | ABORT) != 0 {
+            return; // input after close is discarded
+        }
+        if c.inbuf.is_empty() {
+            // Fast path: the plugin reads straight from the driver's buffer.
+            let consumed = self.call_data(key, data);
+            let rest = data.get(consumed..).unwrap_or_default();
+            if !rest.is_empty() {
+                self.keep_rest(key, rest, max_in);
+            }
+        } else {
+            if c.inbuf.len() + data.len() > max_in {
+                self.sh.abort(key, CloseReason::InputOverflow);
+                return;
+            }
+            c.inbuf.extend_from_slice(data);
+            let mut buf = std::mem::take(&mut c.inbuf);
+            let consumed = self.call_data(key, &mut buf);
+            buf.drain(..consumed.min(buf.len()));
+            if let Some(c) = self.sh.conns.get_mut(key)
+                && c.flags & (CLOSING | ABORT) == 0
+                && !buf.is_empty()
+            {
+                c.inbuf = buf;
+            }
+        }
+    }
+
+    fn keep_rest(&mut self, key: Key, rest: &[u8], max_in: usize) {
+        if let Some(c) = self.sh.conns.get_mut(key)
+            && c.flags & (CLOSING | ABORT) == 0
+        {
+            if rest.len() > max_in {
+                self.sh.abort(key, CloseReason::InputOverflow);
+            } else {
+                c.inbuf.extend_from_slice(rest);
+            }
+        }
+    }
+
+    /// Call on_data until it consumes everything or stops making progress.
+    fn call_data(&mut self, key: Key, data: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < data.len() {
+            let Some(rest) = data.get_mut(done..) else { break };
+            let n = self.with_conn(key, |p, st, cx| {
+                if cx.is_closing() { 0 } else { p.on_data(st, cx, rest) }
+            });
+            match n {
+                Some(n) if n > 0 => done += n.min(rest.len()),
+                _ => break,
+            }
+        }
+        done
+    }
+
+    /// Offer buffered input again after the plugin resumed reading (drivers call this when
+    /// servicing a connection flagged `REDELIVER`).
+    pub(crate) fn redeliver(&mut self, key: Key) {
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        c.flags &= !REDELIVER;
+        if c.inbuf.is_empty() || c.flags & (CLOSING | ABORT) != 0 {
+            return;
+        }
+        let mut buf = std::mem::take(&mut c.inbuf);
+        let consumed = self.call_data(key, &mut buf);
+        buf.drain(..consumed.min(buf.len()));
+        if let Some(c) = self.sh.conns.get_mut(key)
+            && c.flags & (CLOSING | ABORT) == 0
+            && !buf.is_empty()
+        {
+            // Input that arrived meanwhile (none: reading was paused) would go after it.
+            buf.extend_from_slice(&c.inbuf);
+            c.inbuf = buf;
+        }
+    }
+
+    /// The peer sent FIN (read returned 0).
+    pub(crate) fn eof(&mut self, key: Key) {
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        c.flags |= READ_CLOSED;
+        if c.flags & (CLOSING | ABORT | EOF_TOLD) == 0 {
+            c.flags |= EOF_TOLD;
+            self.with_conn(key, |p, st, cx| p.on_read_closed(st, cx));
+        }
+        self.sh.mark_dirty(key);
+    }
+
+    /// A socket error on read or write.
+    pub(crate) fn error(&mut self, key: Key, err: std::io::Error) {
+        if let Some(c) = self.sh.conns.get_mut(key) {
+            c.flags |= READ_CLOSED;
+        }
+        self.sh.abort(key, CloseReason::Error(err.kind()));
+    }
+
+    /// `n` bytes of the out-queue were written.
+    pub(crate) fn sent(&mut self, key: Key, n: usize) {
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        self.sh.stats.bytes_out += n as u64;
+        if let Some(b) = c.throttle.as_mut().and_then(|t| t.write.as_mut()) {
+            b.spend(n);
+        }
+        c.advance_out(n);
+        if c.out_len == 0 && c.flags & WAS_BUSY != 0 && c.flags & (CLOSING | ABORT) == 0 {
+            c.flags &= !WAS_BUSY;
+            self.with_conn(key, |p, st, cx| p.on_drained(st, cx));
+        }
+        self.sh.mark_dirty(key);
+    }
+
+    /// Hold writes until the write budget refills; true when a write may go now.
+    pub(crate) fn write_gate(&mut self, key: Key) -> usize {
+        let now = self.sh.now;
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return 0;
+        };
+        if c.flags & THROTTLED_W != 0 {
+            return 0;
+        }
+        let allow = c.write_allowance(now);
+        if allow == 0 {
+            c.flags |= THROTTLED_W;
+            let wait = c.throttle.as_ref().and_then(|t| t.write.as_ref()).map_or(Duration::from_millis(1), |b| b.wait());
+            self.sh.set_timer(wait, TimerTarget::ThrottleWrite(key));
+        }
+        allow
+    }
+
+    /// The close state machine shared by both drivers: after the driver did its I/O steps,
+    /// decide whether to FIN, to wait, or to finish.
+    pub(crate) fn close_progress(&mut self, key: Key) -> Next {
+        let linger = self.sh.cfg.linger;
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return Next::Io;
+        };
+        if c.flags & ABORT != 0 {
+            return Next::Finish;
+        }
+        if c.flags & CLOSING == 0 {
+            return Next::Io;
+        }
+        if c.out_len == 0 && c.flags & (SEND_INFLIGHT | WR_SHUT) == 0 {
+            // SAFETY: `fd` is this connection's open socket; it is closed only in `finish`.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_WR) };
+            c.flags |= WR_SHUT;
+        }
+        if c.flags & WR_SHUT != 0 && c.flags & READ_CLOSED != 0 {
+            return Next::Finish;
+        }
+        if c.flags & WR_SHUT != 0 && c.flags & LINGERING == 0 {
+            c.flags |= LINGERING;
+            self.sh.set_timer(linger, TimerTarget::Linger(key));
+        }
+        Next::Io
+    }
+
+    /// Free the connection: reset it if aborted, close the fd, hand the state back to the plugin.
+    /// The driver calls this only when no operation of its own is in flight on the fd.
+    pub(crate) fn finish(&mut self, key: Key) {
+        let Some(c) = self.sh.conns.remove(key) else {
+            return;
+        };
+        if c.flags & ABORT != 0 && c.flags & WR_SHUT == 0 {
+            let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: `fd` is still open (closed just below); `lg` lives across the call and
+            // the length matches its type.
+            unsafe {
+                libc::setsockopt(
+                    c.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&lg as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        // SAFETY: the fd belongs to this connection and no operation is in flight on it.
+        unsafe { libc::close(c.fd) };
+        self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
+        self.sh.stats.closed += 1;
+        self.sh.stats.open = self.sh.stats.open.saturating_sub(1);
+        let reason = c.reason.unwrap_or(CloseReason::Peer);
+        if let Some(st) = self.states.get_mut(key.index() as usize).and_then(Option::take) {
+            let mut cx = core_ctx(&mut self.sh);
+            self.plugin.on_close(st, &mut cx, reason);
+        }
+    }
+
+    /// Fire every timer due at `now`. Returns the connections whose read throttle lifted
+    /// (already marked dirty).
+    pub(crate) fn fire_timers(&mut self) {
+        let now = self.sh.now;
+        while let Some((_, t)) = self.sh.timers.poll_expired(now) {
+            match t {
+                TimerTarget::Conn(key, token) => {
+                    self.with_conn(key, |p, st, cx| p.on_timer(st, cx, token));
+                }
+                TimerTarget::Core(token) => {
+                    let mut cx = core_ctx(&mut self.sh);
+                    self.plugin.on_core_timer(&mut cx, token);
+                }
+                TimerTarget::Linger(key) => {
+                    if self.sh.conns.get(key).is_some_and(|c| c.flags & READ_CLOSED == 0) {
+                        self.sh.abort(key, CloseReason::LingerTimeout);
+                    }
+                }
+                TimerTarget::ThrottleRead(key) => {
+                    if let Some(c) = self.sh.conns.get_mut(key) {
+                        let wait = match c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+                            Some(b) => (b.available(now) == 0).then(|| b.wait()),
+                            None => None,
+                        };
+                        match wait {
+                            Some(w) => {
+                                self.sh.set_timer(w, TimerTarget::ThrottleRead(key));
+                            }
+                            None => {
+                                c.flags &= !THROTTLED_R;
+                                c.flags |= READ_READY;
+                                self.sh.mark_dirty(key);
+                            }
+                        }
+                    }
+                }
+                TimerTarget::ThrottleWrite(key) => {
+                    if let Some(c) = self.sh.conns.get_mut(key) {
+                        c.flags &= !THROTTLED_W;
+                        self.sh.mark_dirty(key);
+                    }
+                }
+                TimerTarget::ShutdownDeadline => {
+                    for key in self.sh.conns.keys() {
+                        self.sh.abort(key, CloseReason::Shutdown);
+                    }
+                }
+                TimerTarget::PublishStats => {
+                    self.sh.global.publish(self.sh.core, &self.sh.stats);
+                    self.sh.timers.insert(now + Duration::from_millis(100), TimerTarget::PublishStats);
+                }
+            }
+        }
+    }
+
+    /// Drain the inbox. Returns true if a stop was requested (the driver then closes its listeners
+    /// and calls [`Core::begin_stop`]).
+    pub(crate) fn drain_inbox(&mut self, bus: &crate::bus::Bus) -> bool {
+        bus.clear_notified(self.sh.core);
+        let mut stop = false;
+        while let Ok(env) = self.inbox.try_recv() {
+            match env {
+                Envelope::User(msg) => {
+                    let mut cx = core_ctx(&mut self.sh);
+                    self.plugin.on_message(&mut cx, &msg);
+                }
+                Envelope::Stop => stop = true,
+            }
+        }
+        stop
+    }
+
+    /// Graceful stop: tell the plugin, close every connection gracefully, arm the deadline.
+    pub(crate) fn begin_stop(&mut self) {
+        if self.sh.stopping {
+            return;
+        }
+        self.sh.stopping = true;
+        let mut cx = core_ctx(&mut self.sh);
+        self.plugin.on_stop(&mut cx);
+        for key in self.sh.conns.keys() {
+            self.sh.close(key);
+        }
+        let d = self.sh.cfg.shutdown_timeout;
+        self.sh.set_timer(d, TimerTarget::ShutdownDeadline);
+        self.sh.global.publish(self.sh.core, &self.sh.stats);
+    }
+
+    /// A datagram arrived on UDP socket `sock`.
+    pub(crate) fn datagram(&mut self, sock: usize, from: SocketAddr, data: &mut [u8]) {
+        self.sh.stats.datagrams_in += 1;
+        let mut cx = core_ctx(&mut self.sh);
+        self.plugin.on_datagram(&mut cx, UdpId(sock), from, data);
+    }
+
+    /// The instant the driver should wake at the latest (the next timer), if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.sh.timers.next_expiration()
+    }
+
+    pub(crate) fn publish_stats(&self) {
+        self.sh.global.publish(self.sh.core, &self.sh.stats);
+    }
+}
+
+/// Convert a `sockaddr_storage` the kernel filled into a `SocketAddr`.
+pub(crate) fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let _ = len;
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large enough for.
+            let a: &libc::sockaddr_in = unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, which it is large enough for.
+            let a: &libc::sockaddr_in6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Convert a `SocketAddr` into a `sockaddr_storage` and its length.
+pub(crate) fn std_to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let s = socket2::SockAddr::from(*addr);
+    let len = s.len();
+    // SAFETY: SockAddr wraps a sockaddr_storage; reading it by value copies plain data.
+    let ss = unsafe { *s.as_ptr().cast::<libc::sockaddr_storage>() };
+    (ss, len)
+}
+
+/// The local and peer address of a connected socket.
+pub(crate) fn socket_addrs(fd: RawFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    fn get(fd: RawFd, peer: bool) -> Option<SocketAddr> {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+        // SAFETY: `ss` and `len` are valid for writes of the storage's size.
+        let r = unsafe { if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) } };
+        if r == 0 { sockaddr_to_std(&ss, len) } else { None }
+    }
+    (get(fd, false), get(fd, true))
+}

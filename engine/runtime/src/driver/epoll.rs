@@ -1,0 +1,422 @@
+//! The readiness driver (epoll on Linux, kqueue on macOS, through mio): edge-triggered
+//! readiness, then non-blocking reads into one receive buffer per core, so an idle connection
+//! holds no buffer here either; vectored `sendmsg` writes; the same connection semantics as the
+//! io_uring driver because both go through [`Core`].
+
+use std::io;
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::bus::{Bus, Wake};
+use crate::core::{
+    ABORT, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std, socket_addrs, std_to_sockaddr,
+};
+use crate::plugin::Plugin;
+use crate::slab::Key;
+
+const OP_ACCEPT: u64 = 1;
+const OP_CONN: u64 = 2;
+const OP_WAKE: u64 = 5;
+const OP_UDP: u64 = 6;
+const LOW: u64 = (1 << 56) - 1;
+const MAX_IOV: usize = 64;
+
+fn token(op: u64, v: u64) -> Token {
+    Token(((op << 56) | (v & LOW)) as usize)
+}
+
+struct MioWaker(mio::Waker);
+
+impl Wake for MioWaker {
+    fn wake(&self) {
+        if let Err(e) = self.0.wake() {
+            tracing::warn!("waking a core failed: {e}");
+        }
+    }
+}
+
+/// The epoll driver of one core.
+pub(crate) struct Epoll {
+    poll: Poll,
+    events: Events,
+    buf: Box<[u8]>,
+    listeners: Vec<Option<TcpListener>>,
+    udp: Vec<Option<UdpSocket>>,
+    waker: Arc<MioWaker>,
+    ready: Vec<Key>,
+    toks: Vec<(u64, bool, bool, bool)>,
+}
+
+impl Epoll {
+    pub(crate) fn new(
+        cfg: &crate::RuntimeConfig,
+        listeners: Vec<TcpListener>,
+        udp: Vec<UdpSocket>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(MioWaker(mio::Waker::new(poll.registry(), token(OP_WAKE, 0))?));
+        for (i, l) in listeners.iter().enumerate() {
+            l.set_nonblocking(true)?;
+            poll.registry().register(&mut SourceFd(&l.as_raw_fd()), token(OP_ACCEPT, i as u64), Interest::READABLE)?;
+        }
+        for (i, u) in udp.iter().enumerate() {
+            u.set_nonblocking(true)?;
+            poll.registry().register(&mut SourceFd(&u.as_raw_fd()), token(OP_UDP, i as u64), Interest::READABLE)?;
+        }
+        let size = cfg.recv_buffer_size.max(if udp.is_empty() { 0 } else { cfg.udp_max_datagram + 1 }).max(64);
+        Ok(Epoll {
+            poll,
+            events: Events::with_capacity(1024),
+            buf: vec![0u8; size].into_boxed_slice(),
+            listeners: listeners.into_iter().map(Some).collect(),
+            udp: udp.into_iter().map(Some).collect(),
+            waker,
+            ready: Vec::new(),
+            toks: Vec::with_capacity(1024),
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    fn stop_listening(&mut self) {
+        for l in self.listeners.iter_mut() {
+            if let Some(s) = l.take() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+        }
+        for u in self.udp.iter_mut() {
+            if let Some(s) = u.take() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+        }
+    }
+
+    fn accept<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
+        let Some(lfd) = self.listeners.get(i).and_then(|l| l.as_ref()).map(|l| l.as_raw_fd()) else { return };
+        loop {
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: `ss`/`len` are valid for writes; `lfd` is our open listener.
+            let fd = unsafe {
+                libc::accept4(
+                    lfd,
+                    (&mut ss as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return,
+                    Some(libc::EINTR) | Some(libc::ECONNABORTED) => continue,
+                    _ => {
+                        tracing::warn!(core = core.sh.core, "accept failed: {e}");
+                        return;
+                    }
+                }
+            }
+            if !core.admit() {
+                // SAFETY: `fd` was just accepted and is owned by nobody else.
+                unsafe { libc::close(fd) };
+                continue;
+            }
+            super::uring::set_nodelay(fd, core.sh.cfg.nodelay);
+            let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+            let peer = sockaddr_to_std(&ss, len).unwrap_or(unspecified);
+            let local = socket_addrs(fd).0.unwrap_or(unspecified);
+            let key = core.sh.conns.vacant_key();
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&fd),
+                token(OP_CONN, key.to_u64()),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!("epoll register failed: {e}");
+                core.sh.global.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                // SAFETY: `fd` is ours and not registered anywhere.
+                unsafe { libc::close(fd) };
+                continue;
+            }
+            if let Some(k) = core.open(fd, i, peer, local) {
+                debug_assert_eq!(k, key);
+                if let Some(c) = core.sh.conns.get_mut(k) {
+                    // Data may already be waiting; the first edge may have come before registration.
+                    c.flags |= READ_READY;
+                }
+                core.sh.mark_dirty(k);
+            }
+        }
+    }
+
+    fn read<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        let turns = core.sh.cfg.reads_per_turn.max(1);
+        for _ in 0..turns {
+            let Some(c) = core.sh.conns.get_mut(key) else { return };
+            if !c.wants_read() || c.flags & READ_READY == 0 {
+                return;
+            }
+            let fd = c.fd;
+            let want = c.read_allowance(core.sh.now).clamp(1, self.buf.len());
+            // SAFETY: reading into our own buffer, within its length.
+            let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), want, 0) };
+            if n > 0 {
+                let n = n as usize;
+                if n < want && c.flags & RDHUP == 0 {
+                    // Short read: the socket is drained; a new arrival raises a new edge.
+                    // (Not after a FIN was signalled: its edge is spent, and only a read
+                    // returning 0 will show it.)
+                    c.flags &= !READ_READY;
+                }
+                core.deliver(key, &mut self.buf[..n]);
+            } else if n == 0 {
+                c.flags &= !READ_READY;
+                core.eof(key);
+                return;
+            } else {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        c.flags &= !READ_READY;
+                        return;
+                    }
+                    Some(libc::EINTR) => {}
+                    _ => {
+                        c.flags &= !READ_READY;
+                        core.error(key, e);
+                        return;
+                    }
+                }
+            }
+        }
+        // Still readable after this turn's share: come back next turn, others go first.
+        if core.sh.conns.get(key).is_some_and(|c| c.flags & READ_READY != 0 && c.wants_read()) {
+            self.ready.push(key);
+        }
+    }
+
+    fn write<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        loop {
+            let Some(c) = core.sh.conns.get(key) else { return };
+            if c.out_len == 0 || c.flags & (WRITE_BLOCKED | ABORT) != 0 {
+                return;
+            }
+            let allow = core.write_gate(key);
+            if allow == 0 {
+                return;
+            }
+            let Some(c) = core.sh.conns.get_mut(key) else { return };
+            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut n = 0;
+            let mut total = 0usize;
+            for (i, b) in c.out.iter().enumerate() {
+                if n == MAX_IOV || total >= allow {
+                    break;
+                }
+                let s = if i == 0 { &b[c.out_off..] } else { &b[..] };
+                let len = s.len().min(allow - total);
+                iov[n] = libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: len };
+                total += len;
+                n += 1;
+            }
+            // SAFETY: all-zero is a valid msghdr; it then points at `iov`, alive across the call.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = iov.as_mut_ptr();
+            hdr.msg_iovlen = n as _;
+            // SAFETY: the iovecs point into Bytes held by the out-queue, unchanged during the call.
+            let r = unsafe { libc::sendmsg(c.fd, &hdr, libc::MSG_NOSIGNAL) };
+            if r >= 0 {
+                let r = r as usize;
+                if r < total {
+                    c.flags |= WRITE_BLOCKED;
+                }
+                core.sent(key, r);
+            } else {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        c.flags |= WRITE_BLOCKED;
+                        return;
+                    }
+                    Some(libc::EINTR) => {}
+                    _ => {
+                        core.error(key, e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn service<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        c.flags &= !DIRTY;
+        if c.flags & crate::core::REDELIVER != 0 {
+            core.redeliver(key);
+        }
+        let Some(c) = core.sh.conns.get(key) else { return };
+        if c.flags & ABORT != 0 {
+            self.finish(core, key);
+            return;
+        }
+        self.read(core, key);
+        self.write(core, key);
+        if core.close_progress(key) == Next::Finish {
+            self.finish(core, key);
+        }
+    }
+
+    fn finish<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        if let Some(c) = core.sh.conns.get(key) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&c.fd));
+        }
+        core.finish(key);
+    }
+
+    fn udp_recv<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
+        let Some(fd) = self.udp.get(i).and_then(|u| u.as_ref()).map(|u| u.as_raw_fd()) else { return };
+        let max = core.sh.cfg.udp_max_datagram;
+        loop {
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let cap = self.buf.len().min(max + 1);
+            // SAFETY: buffer and address storage are ours and valid for the lengths given.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd,
+                    self.buf.as_mut_ptr().cast(),
+                    cap,
+                    0,
+                    (&mut ss as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            let n = n as usize;
+            if n > max {
+                core.sh.stats.datagrams_dropped += 1;
+                continue;
+            }
+            if let Some(from) = sockaddr_to_std(&ss, len) {
+                core.datagram(i, from, &mut self.buf[..n]);
+            }
+        }
+    }
+
+    fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
+        for out in core.sh.udp_out.drain(..) {
+            let Some(fd) = self.udp.get(out.sock.0).and_then(|u| u.as_ref()).map(|s| s.as_raw_fd()) else {
+                core.sh.stats.datagrams_dropped += 1;
+                continue;
+            };
+            let (ss, len) = std_to_sockaddr(&out.to);
+            // SAFETY: payload and address are alive across the call.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    out.data.as_ptr().cast(),
+                    out.data.len(),
+                    libc::MSG_NOSIGNAL,
+                    (&ss as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            };
+            if r < 0 {
+                core.sh.stats.datagrams_dropped += 1;
+            } else {
+                core.sh.stats.datagrams_out += 1;
+            }
+        }
+    }
+
+    /// Run the core until it stops.
+    pub(crate) fn run<P: Plugin>(mut self, core: &mut Core<P>, bus: &Bus) -> io::Result<()> {
+        loop {
+            core.sh.now = Instant::now();
+            while !core.sh.dirty.is_empty() || !core.sh.udp_out.is_empty() {
+                let dirty = std::mem::take(&mut core.sh.dirty);
+                for key in &dirty {
+                    self.service(core, *key);
+                }
+                let mut d = dirty;
+                d.clear();
+                if core.sh.dirty.is_empty() {
+                    core.sh.dirty = d;
+                }
+                self.flush_udp(core);
+            }
+            if core.sh.stopping && core.sh.conns.is_empty() {
+                break;
+            }
+            let timeout = if !self.ready.is_empty() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut self.events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            core.sh.now = Instant::now();
+            let mut wake = false;
+            let mut toks = std::mem::take(&mut self.toks);
+            toks.clear();
+            toks.extend(self.events.iter().map(|e| {
+                let r = e.is_readable() || e.is_read_closed() || e.is_error();
+                let w = e.is_writable() || e.is_write_closed() || e.is_error();
+                let rdhup = e.is_read_closed() || e.is_error();
+                (e.token().0 as u64, r, w, rdhup)
+            }));
+            for &(t, r, w, rdhup) in &toks {
+                let v = t & LOW;
+                match t >> 56 {
+                    OP_CONN => {
+                        let key = Key::from_u64(v);
+                        if let Some(c) = core.sh.conns.get_mut(key) {
+                            if r {
+                                c.flags |= READ_READY;
+                            }
+                            if rdhup {
+                                c.flags |= RDHUP;
+                            }
+                            if w {
+                                c.flags &= !WRITE_BLOCKED;
+                            }
+                            core.sh.mark_dirty(key);
+                        }
+                    }
+                    OP_ACCEPT => self.accept(core, v as usize),
+                    OP_UDP => self.udp_recv(core, v as usize),
+                    OP_WAKE => wake = true,
+                    _ => {}
+                }
+            }
+            self.toks = toks;
+            for key in std::mem::take(&mut self.ready) {
+                core.sh.mark_dirty(key);
+            }
+            if wake && core.drain_inbox(bus) && !core.sh.stopping {
+                self.stop_listening();
+                core.begin_stop();
+            }
+            core.fire_timers();
+        }
+        core.publish_stats();
+        Ok(())
+    }
+}

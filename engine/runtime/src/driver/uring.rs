@@ -1,0 +1,765 @@
+//! The io_uring driver: multishot accept, multishot recv into a provided-buffer ring, ordered
+//! sends (one in flight per connection, short writes resumed), eventfd wake-ups, multishot
+//! recvmsg for UDP, and one `io_uring_enter` per loop turn (submit and wait together).
+//!
+//! Buffer lifetime rules, which every `unsafe` below leans on:
+//! - receive buffers live in [`BufRing`], owned by the driver, which outlives the ring;
+//!   a buffer goes back to the kernel only after its CQE's bytes were delivered;
+//! - a send points into `Bytes` held by the connection's out-queue; the connection (and so
+//!   the queue) is freed only when no operation is in flight on it, also after a cancel;
+//! - the iovec array and msghdr of a vectored send live in a boxed [`SendOp`] kept by the
+//!   connection until the send's CQE.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::bus::{Bus, Wake};
+use crate::core::{
+    ABORT, CANCELING, Core, Next, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sockaddr_to_std, socket_addrs,
+    std_to_sockaddr,
+};
+use crate::plugin::Plugin;
+use crate::slab::{Key, Slab};
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_CANCEL: u64 = 4;
+const OP_WAKE: u64 = 5;
+const OP_UDP_RECV: u64 = 6;
+const OP_UDP_SEND: u64 = 7;
+const LOW: u64 = (1 << 56) - 1;
+
+fn ud(op: u64, v: u64) -> u64 {
+    (op << 56) | (v & LOW)
+}
+
+const BGID_TCP: u16 = 1;
+const BGID_UDP: u16 = 2;
+const MAX_IOV: usize = 64;
+
+/// Probe io_uring the way the driver will use it.
+pub(crate) fn probe() -> super::Probe {
+    let bad = |reason: String| super::Probe { usable: false, reason };
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        && v.trim() == "2"
+    {
+        return bad("kernel.io_uring_disabled = 2".into());
+    }
+    let ring = match IoUring::new(8) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match e.raw_os_error() {
+                Some(libc::EPERM) => "io_uring_setup: EPERM (blocked by seccomp or io_uring_disabled)".to_string(),
+                Some(libc::ENOSYS) => "io_uring_setup: ENOSYS (kernel without io_uring)".to_string(),
+                _ => format!("io_uring_setup failed: {e}"),
+            };
+            return bad(why);
+        }
+    };
+    let mut p = io_uring::Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut p) {
+        return bad(format!("IORING_REGISTER_PROBE failed: {e}"));
+    }
+    let needed = [
+        (opcode::AcceptMulti::CODE, "ACCEPT"),
+        (opcode::RecvMulti::CODE, "RECV"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::RecvMsgMulti::CODE, "RECVMSG"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+    ];
+    for (code, name) in needed {
+        if !p.is_supported(code) {
+            return bad(format!("opcode {name} not supported"));
+        }
+    }
+    // Multishot recv and provided-buffer rings need 6.0 / 5.19: try registering one.
+    match BufRing::new(&ring, 2, 64, 7) {
+        Ok(_) => {}
+        Err(e) => return bad(format!("provided-buffer ring registration failed: {e}")),
+    }
+    if ring.params().is_feature_nodrop() {
+        super::Probe { usable: true, reason: "ok".into() }
+    } else {
+        bad("kernel lacks IORING_FEAT_NODROP".into())
+    }
+}
+
+/// A provided-buffer ring: `count` buffers of `size` bytes, handed to the kernel for
+/// multishot receives. An idle connection holds none of them.
+pub(crate) struct BufRing {
+    entries: *mut types::BufRingEntry,
+    map_len: usize,
+    mem: Box<[u8]>,
+    size: usize,
+    mask: u16,
+    tail: u16,
+    dirty: bool,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, count: u16, size: usize, bgid: u16) -> io::Result<Self> {
+        let count = count.max(1).next_power_of_two().min(1 << 15);
+        let page = 4096usize;
+        let map_len = (count as usize * std::mem::size_of::<types::BufRingEntry>()).div_ceil(page) * page;
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut br = BufRing {
+            entries: ptr.cast(),
+            map_len,
+            mem: vec![0u8; count as usize * size].into_boxed_slice(),
+            size,
+            mask: count - 1,
+            tail: 0,
+            dirty: false,
+        };
+        // SAFETY: the mapping is page-aligned, `count` entries long, and stays mapped until
+        // `br` is dropped, which happens after the ring (field order in `Uring`), or right
+        // here on error; the kernel reads it only while the ring lives.
+        unsafe { ring.submitter().register_buf_ring_with_flags(ptr as u64, count, bgid, 0)? };
+        for bid in 0..count {
+            br.push(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    /// Give buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & self.mask) as usize;
+        // SAFETY: `idx` <= mask < count, inside the mapping; only this thread writes entries,
+        // and the kernel reads an entry only after the tail is published past it.
+        let e = unsafe { &mut *self.entries.add(idx) };
+        let addr = self.mem.as_ptr() as u64 + bid as u64 * self.size as u64;
+        e.set_addr(addr);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.dirty = true;
+    }
+
+    fn publish(&mut self) {
+        if self.dirty {
+            // SAFETY: the tail field lives in the first entry of the mapping; the kernel reads it
+            // with acquire semantics, so a release store publishes the entries written above.
+            unsafe {
+                let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+                (*tail).store(self.tail, Ordering::Release);
+            }
+            self.dirty = false;
+        }
+    }
+
+    /// The bytes the kernel wrote into buffer `bid`.
+    fn slice(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let start = bid as usize * self.size;
+        let len = len.min(self.size);
+        &mut self.mem[start..start + len]
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `new` with this length and is unmapped once; the
+        // ring that read it is gone (dropped first).
+        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
+    }
+}
+
+/// iovecs and msghdr of one vectored send, alive until its CQE.
+pub(crate) struct SendOp {
+    iov: [libc::iovec; MAX_IOV],
+    hdr: libc::msghdr,
+}
+
+impl SendOp {
+    fn new() -> Box<Self> {
+        // SAFETY: iovec and msghdr are plain C structs for which all-zero is valid.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+}
+
+/// A UDP datagram in flight: its header, address and payload stay here until the CQE.
+struct UdpSend {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+    _data: bytes::Bytes,
+}
+
+struct Listener {
+    sock: Option<TcpListener>,
+    armed: bool,
+}
+
+struct Udp {
+    sock: Option<UdpSocket>,
+    armed: bool,
+    /// The template msghdr multishot recvmsg reads name and control lengths from.
+    hdr: Box<libc::msghdr>,
+}
+
+struct EventFd(RawFd);
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to an eventfd this struct owns.
+        unsafe { libc::write(self.0, (&one as *const u64).cast(), 8) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: the fd was created by eventfd() and is closed once, here.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// The io_uring driver of one core. Field order matters: the ring is dropped before the
+/// buffer rings and send ops it may still reference.
+pub(crate) struct Uring {
+    ring: IoUring,
+    bufs: BufRing,
+    udp_bufs: Option<BufRing>,
+    udp_sends: Slab<Box<UdpSend>>,
+    /// Boxed so a SendOp's address (which the kernel holds) never moves with the Vec.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<SendOp>>,
+    listeners: Vec<Listener>,
+    udp: Vec<Udp>,
+    wake: Arc<EventFd>,
+    wake_armed: bool,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Uring {
+    pub(crate) fn new(
+        cfg: &crate::RuntimeConfig,
+        listeners: Vec<TcpListener>,
+        udp: Vec<UdpSocket>,
+    ) -> io::Result<Self> {
+        let entries = cfg.uring_entries.max(64);
+        let mut b = IoUring::builder();
+        b.setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_defer_taskrun()
+            .setup_submit_all()
+            .setup_cqsize(entries * 8);
+        let ring = match b.build(entries) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("io_uring with DEFER_TASKRUN failed ({e}); trying plain setup");
+                IoUring::builder().setup_cqsize(entries * 8).build(entries)?
+            }
+        };
+        let bufs = BufRing::new(&ring, cfg.recv_buffers, cfg.recv_buffer_size, BGID_TCP)?;
+        let udp_bufs = if udp.is_empty() {
+            None
+        } else {
+            let size = std::mem::size_of::<types::RecvMsgOut>()
+                + std::mem::size_of::<libc::sockaddr_storage>()
+                + cfg.udp_max_datagram;
+            Some(BufRing::new(&ring, cfg.udp_buffers, size, BGID_UDP)?)
+        };
+        // SAFETY: plain eventfd creation; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let udp = udp
+            .into_iter()
+            .map(|s| {
+                // SAFETY: all-zero is a valid msghdr.
+                let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+                hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                Udp { sock: Some(s), armed: false, hdr }
+            })
+            .collect();
+        Ok(Uring {
+            ring,
+            bufs,
+            udp_bufs,
+            udp_sends: Slab::new(),
+            pool: Vec::new(),
+            listeners: listeners.into_iter().map(|l| Listener { sock: Some(l), armed: false }).collect(),
+            udp,
+            wake: Arc::new(EventFd(efd)),
+            wake_armed: false,
+            cqes: Vec::with_capacity(1024),
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<dyn Wake> {
+        self.wake.clone()
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built by this driver points only at memory that outlives the
+            // operation (see the module doc); pushing copies the 64-byte SQE.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            if let Err(err) = self.ring.submit() {
+                tracing::warn!("io_uring submit while SQ full: {err}");
+            }
+        }
+    }
+
+    fn arm_listeners(&mut self, stopping: bool) {
+        if stopping {
+            return;
+        }
+        for i in 0..self.listeners.len() {
+            let l = &self.listeners[i];
+            if l.armed {
+                continue;
+            }
+            let Some(fd) = l.sock.as_ref().map(|s| s.as_raw_fd()) else { continue };
+            self.listeners[i].armed = true;
+            let e = opcode::AcceptMulti::new(types::Fd(fd))
+                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                .build()
+                .user_data(ud(OP_ACCEPT, i as u64));
+            self.push(e);
+        }
+    }
+
+    fn arm_udp(&mut self, stopping: bool) {
+        if stopping {
+            return;
+        }
+        for i in 0..self.udp.len() {
+            let u = &self.udp[i];
+            if u.armed {
+                continue;
+            }
+            let Some(fd) = u.sock.as_ref().map(|s| s.as_raw_fd()) else { continue };
+            let hdr: *const libc::msghdr = &*u.hdr;
+            self.udp[i].armed = true;
+            let e = opcode::RecvMsgMulti::new(types::Fd(fd), hdr, BGID_UDP).build().user_data(ud(OP_UDP_RECV, i as u64));
+            self.push(e);
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        if !self.wake_armed {
+            self.wake_armed = true;
+            let e = opcode::PollAdd::new(types::Fd(self.wake.0), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(ud(OP_WAKE, 0));
+            self.push(e);
+        }
+    }
+
+    /// Stop accepting and receiving datagrams: cancel the multishot operations.
+    fn stop_listening(&mut self) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].armed {
+                let e = opcode::AsyncCancel::new(ud(OP_ACCEPT, i as u64)).build().user_data(ud(OP_CANCEL, 0));
+                self.push(e);
+            } else {
+                self.listeners[i].sock = None;
+            }
+        }
+        for i in 0..self.udp.len() {
+            if self.udp[i].armed {
+                let e = opcode::AsyncCancel::new(ud(OP_UDP_RECV, i as u64)).build().user_data(ud(OP_CANCEL, 0));
+                self.push(e);
+            } else {
+                self.udp[i].sock = None;
+            }
+        }
+    }
+
+    fn quiescent(&self) -> bool {
+        self.listeners.iter().all(|l| !l.armed) && self.udp.iter().all(|u| !u.armed) && self.udp_sends.is_empty()
+    }
+
+    /// Start the I/O a connection needs now: arm or cancel its recv, send what is queued,
+    /// advance its close.
+    fn service<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        c.flags &= !crate::core::DIRTY;
+        if c.flags & crate::core::REDELIVER != 0 {
+            core.redeliver(key);
+        }
+        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let fd = c.fd;
+        if c.flags & ABORT != 0 {
+            if c.inflight == 0 {
+                core.finish(key);
+            } else if c.flags & CANCELING == 0 {
+                c.flags |= CANCELING;
+                let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                    .build()
+                    .user_data(ud(OP_CANCEL, 0));
+                self.push(e);
+            }
+            return;
+        }
+        // Read side.
+        if c.wants_read() {
+            if c.flags & RECV_ARMED == 0 {
+                c.flags |= RECV_ARMED;
+                c.inflight += 1;
+                let allow = c.read_allowance(core.sh.now);
+                let e = if allow == usize::MAX {
+                    opcode::RecvMulti::new(types::Fd(fd), BGID_TCP).build()
+                } else {
+                    // A throttled connection reads one budget-sized piece at a time, so a full
+                    // socket buffer is not drained past the budget in one batch.
+                    let len = allow.clamp(1, self.bufs.size) as u32;
+                    opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
+                        .buf_group(BGID_TCP)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                };
+                self.push(e.user_data(ud(OP_RECV, key.to_u64())));
+            }
+        } else if c.flags & RECV_ARMED != 0 && c.flags & RECV_CANCELING == 0 {
+            c.flags |= RECV_CANCELING;
+            let e = opcode::AsyncCancel::new(ud(OP_RECV, key.to_u64())).build().user_data(ud(OP_CANCEL, 0));
+            self.push(e);
+        }
+        // Write side: one send in flight per connection keeps the bytes in order.
+        let c_flags = c.flags;
+        let out_len = c.out_len;
+        if out_len > 0 && c_flags & SEND_INFLIGHT == 0 {
+            let allow = core.write_gate(key);
+            if allow > 0 {
+                self.start_send(core, key, allow);
+            }
+        }
+        if core.close_progress(key) == Next::Finish {
+            let Some(c) = core.sh.conns.get_mut(key) else { return };
+            if c.inflight == 0 {
+                core.finish(key);
+            } else {
+                // Graceful close finished while a recv is still armed (it will end with the FIN).
+                c.flags |= ABORT;
+                core.sh.mark_dirty(key);
+            }
+        }
+    }
+
+    fn start_send<P: Plugin>(&mut self, core: &mut Core<P>, key: Key, allow: usize) {
+        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let fd = c.fd;
+        let off = c.out_off;
+        let single = c.out.len() == 1 || c.out.front().is_some_and(|f| f.len() - off >= allow);
+        let entry = if single {
+            let Some(front) = c.out.front() else { return };
+            let len = (front.len() - off).min(allow).min(u32::MAX as usize);
+            // The pointer stays valid: the Bytes stays in the queue until this send's CQE.
+            let ptr = front[off..].as_ptr();
+            opcode::Send::new(types::Fd(fd), ptr, len as u32).flags(libc::MSG_NOSIGNAL)
+        } else {
+            let mut op = c.sendop.take().or_else(|| self.pool.pop()).unwrap_or_else(SendOp::new);
+            let mut n = 0;
+            let mut total = 0usize;
+            for (i, b) in c.out.iter().enumerate() {
+                if n == MAX_IOV || total >= allow {
+                    break;
+                }
+                let s = if i == 0 { &b[off..] } else { &b[..] };
+                let len = s.len().min(allow - total);
+                op.iov[n] = libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: len };
+                total += len;
+                n += 1;
+            }
+            op.hdr.msg_iov = op.iov.as_mut_ptr();
+            op.hdr.msg_iovlen = n as _;
+            let hdr: *const libc::msghdr = &op.hdr;
+            c.sendop = Some(op);
+            return self.finish_send_entry(core, key, opcode::SendMsg::new(types::Fd(fd), hdr).flags(libc::MSG_NOSIGNAL as u32).build());
+        };
+        self.finish_send_entry(core, key, entry.build());
+    }
+
+    fn finish_send_entry<P: Plugin>(&mut self, core: &mut Core<P>, key: Key, e: squeue::Entry) {
+        if let Some(c) = core.sh.conns.get_mut(key) {
+            c.flags |= SEND_INFLIGHT;
+            c.inflight += 1;
+        }
+        self.push(e.user_data(ud(OP_SEND, key.to_u64())));
+    }
+
+    fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
+        for out in core.sh.udp_out.drain(..) {
+            let Some(fd) = self.udp.get(out.sock.0).and_then(|u| u.sock.as_ref()).map(|s| s.as_raw_fd()) else {
+                core.sh.stats.datagrams_dropped += 1;
+                continue;
+            };
+            let (addr, alen) = std_to_sockaddr(&out.to);
+            // SAFETY: all-zero is a valid msghdr.
+            let mut op = Box::new(UdpSend { hdr: unsafe { std::mem::zeroed() }, iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }, addr, _data: out.data.clone() });
+            op.iov = libc::iovec { iov_base: out.data.as_ptr() as *mut libc::c_void, iov_len: out.data.len() };
+            op.hdr.msg_name = (&mut op.addr as *mut libc::sockaddr_storage).cast();
+            op.hdr.msg_namelen = alen;
+            op.hdr.msg_iov = &mut op.iov;
+            op.hdr.msg_iovlen = 1;
+            let hdr: *const libc::msghdr = &op.hdr;
+            let k = self.udp_sends.insert(op);
+            let e = opcode::SendMsg::new(types::Fd(fd), hdr).build().user_data(ud(OP_UDP_SEND, k.to_u64()));
+            self.push(e);
+        }
+    }
+
+    /// Run the core until it stops.
+    pub(crate) fn run<P: Plugin>(mut self, core: &mut Core<P>, bus: &Bus) -> io::Result<()> {
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            core.sh.now = Instant::now();
+            self.arm_wake();
+            self.arm_listeners(core.sh.stopping);
+            self.arm_udp(core.sh.stopping);
+            // Service every connection a callback touched, until none is left.
+            while !core.sh.dirty.is_empty() || !core.sh.udp_out.is_empty() {
+                let dirty = std::mem::take(&mut core.sh.dirty);
+                for key in &dirty {
+                    self.service(core, *key);
+                }
+                let mut d = dirty;
+                d.clear();
+                if core.sh.dirty.is_empty() {
+                    core.sh.dirty = d;
+                }
+                self.flush_udp(core);
+            }
+            self.bufs.publish();
+            if let Some(u) = self.udp_bufs.as_mut() {
+                u.publish();
+            }
+            if core.sh.stopping && core.sh.conns.is_empty() && self.quiescent() {
+                break;
+            }
+            if let Some(t) = stop_at
+                && Instant::now() > t + Duration::from_secs(2)
+            {
+                tracing::warn!(core = core.sh.core, "io_uring driver did not quiesce after the shutdown deadline");
+                // Leak what the kernel may still reference rather than free it under it.
+                std::mem::forget(std::mem::take(&mut self.udp_sends));
+                break;
+            }
+            // One io_uring_enter: submit everything and wait for a completion or the next timer.
+            let wait = core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let r = match wait {
+                Some(d) if d.is_zero() => self.ring.submit(),
+                Some(d) => {
+                    let ts = types::Timespec::from(d);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submit_and_wait(1),
+            };
+            if let Err(e) = r {
+                match e.raw_os_error() {
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
+                    _ => return Err(e),
+                }
+            }
+            core.sh.now = Instant::now();
+            self.cqes.clear();
+            self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            let cqes = std::mem::take(&mut self.cqes);
+            for &(u, res, flags) in &cqes {
+                self.complete(core, bus, u, res, flags);
+            }
+            self.cqes = cqes;
+            core.fire_timers();
+            if core.sh.stopping && stop_at.is_none() {
+                stop_at = Some(core.sh.now + core.sh.cfg.shutdown_timeout);
+            }
+        }
+        core.publish_stats();
+        Ok(())
+    }
+
+    fn complete<P: Plugin>(&mut self, core: &mut Core<P>, bus: &Bus, u: u64, res: i32, flags: u32) {
+        let v = u & LOW;
+        match u >> 56 {
+            OP_RECV => {
+                let key = Key::from_u64(v);
+                let more = cqueue::more(flags);
+                let bid = cqueue::buffer_select(flags);
+                if !more && let Some(c) = core.sh.conns.get_mut(key) {
+                    c.flags &= !(RECV_ARMED | RECV_CANCELING);
+                    c.inflight -= 1;
+                    core.sh.mark_dirty(key);
+                }
+                if res > 0 {
+                    if let Some(bid) = bid {
+                        let buf = self.bufs.slice(bid, res as usize);
+                        core.deliver(key, buf);
+                        self.bufs.push(bid);
+                    }
+                } else if res == 0 {
+                    if let Some(bid) = bid {
+                        self.bufs.push(bid);
+                    }
+                    core.eof(key);
+                } else {
+                    if let Some(bid) = bid {
+                        self.bufs.push(bid);
+                    }
+                    match -res {
+                        // The ring ran dry: buffers come back in this batch; the recv is
+                        // re-armed when the connection is serviced.
+                        libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                        e => core.error(key, io::Error::from_raw_os_error(e)),
+                    }
+                }
+            }
+            OP_SEND => {
+                let key = Key::from_u64(v);
+                if let Some(c) = core.sh.conns.get_mut(key) {
+                    c.flags &= !SEND_INFLIGHT;
+                    c.inflight -= 1;
+                    if let Some(op) = c.sendop.take() {
+                        self.pool.push(op);
+                    }
+                    core.sh.mark_dirty(key);
+                }
+                if res >= 0 {
+                    core.sent(key, res as usize);
+                } else {
+                    match -res {
+                        libc::EAGAIN | libc::EINTR => {}
+                        e => core.error(key, io::Error::from_raw_os_error(e)),
+                    }
+                }
+            }
+            OP_ACCEPT => {
+                let i = v as usize;
+                if !cqueue::more(flags)
+                    && let Some(l) = self.listeners.get_mut(i)
+                {
+                    l.armed = false;
+                    if core.sh.stopping {
+                        l.sock = None;
+                    }
+                }
+                if res >= 0 {
+                    self.accepted(core, res, i);
+                } else if -res != libc::ECANCELED {
+                    tracing::warn!(core = core.sh.core, "accept failed: {}", io::Error::from_raw_os_error(-res));
+                }
+            }
+            OP_WAKE => {
+                if !cqueue::more(flags) {
+                    self.wake_armed = false;
+                }
+                let mut buf = 0u64;
+                // SAFETY: reading 8 bytes into a live u64 from the non-blocking eventfd we own.
+                unsafe { libc::read(self.wake.0, (&mut buf as *mut u64).cast(), 8) };
+                if core.drain_inbox(bus) && !core.sh.stopping {
+                    self.stop_listening();
+                    core.begin_stop();
+                }
+            }
+            OP_UDP_RECV => {
+                let i = v as usize;
+                let more = cqueue::more(flags);
+                if !more && let Some(u) = self.udp.get_mut(i) {
+                    u.armed = false;
+                    if core.sh.stopping {
+                        u.sock = None;
+                    }
+                }
+                let Some(bid) = cqueue::buffer_select(flags) else { return };
+                let Some(ub) = self.udp_bufs.as_mut() else { return };
+                if res > 0
+                    && let Some(u) = self.udp.get(i)
+                {
+                    let buf = ub.slice(bid, res as usize);
+                    if let Ok(msg) = types::RecvMsgOut::parse(buf, &u.hdr) {
+                        let from = {
+                            let name = msg.name_data();
+                            // SAFETY: all-zero is a valid sockaddr_storage.
+                            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                            let n = name.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+                            // SAFETY: copying `n` bytes into a storage at least that large.
+                            unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
+                            sockaddr_to_std(&ss, n as libc::socklen_t)
+                        };
+                        if msg.is_payload_truncated() {
+                            core.sh.stats.datagrams_dropped += 1;
+                        } else if let Some(from) = from {
+                            let payload = msg.payload_data();
+                            let (off, len) = (payload.as_ptr() as usize - buf.as_ptr() as usize, payload.len());
+                            let b = &mut buf[off..off + len];
+                            core.datagram(i, from, b);
+                        }
+                    }
+                }
+                if let Some(ub) = self.udp_bufs.as_mut() {
+                    ub.push(bid);
+                }
+            }
+            OP_UDP_SEND => {
+                let k = Key::from_u64(v);
+                if self.udp_sends.remove(k).is_some() {
+                    if res >= 0 {
+                        core.sh.stats.datagrams_out += 1;
+                    } else {
+                        core.sh.stats.datagrams_dropped += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn accepted<P: Plugin>(&mut self, core: &mut Core<P>, fd: RawFd, listener: usize) {
+        if !core.admit() {
+            // SAFETY: `fd` was just accepted and is owned by nobody else.
+            unsafe { libc::close(fd) };
+            return;
+        }
+        set_nodelay(fd, core.sh.cfg.nodelay);
+        let (local, peer) = socket_addrs(fd);
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        if let Some(key) = core.open(fd, listener, peer.unwrap_or(unspecified), local.unwrap_or(unspecified)) {
+            core.sh.mark_dirty(key);
+        }
+    }
+}
+
+pub(crate) fn set_nodelay(fd: RawFd, on: bool) {
+    if on {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on an open socket with a live int of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
