@@ -25,12 +25,22 @@ impl TcpHandler for Upper {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7001".into()).parse()?;
-    let opts = Arc::new(TcpOptions { framing: Framing::DelimiterAnywhere(b"\r\n".to_vec()), max_message: 64 * 1024 });
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7001".into())
+        .parse()?;
+    let opts = Arc::new(TcpOptions {
+        framing: Framing::DelimiterAnywhere(b"\r\n".to_vec()),
+        max_message: 64 * 1024,
+    });
     let mut b = ServerBuilder::new(RuntimeConfig::default());
     b.tcp(addr);
     let server = b.start(move |_core| Framed::new(Upper, opts.clone()))?;
-    println!("line server on {} (driver={})", server.local_addrs()[0], server.driver());
+    println!(
+        "line server on {} (driver={})",
+        server.local_addrs()[0],
+        server.driver()
+    );
     server.join();
     Ok(())
 }

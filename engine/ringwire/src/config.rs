@@ -80,7 +80,8 @@ impl std::error::Error for ConfigError {}
 impl FileConfig {
     /// Read and parse a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
     }
 
@@ -93,9 +94,22 @@ impl FileConfig {
     pub fn merge(self, over: FileConfig) -> FileConfig {
         macro_rules! pick { ($($f:ident),*) => { FileConfig { $($f: over.$f.or(self.$f)),* } } }
         pick!(
-            bind, tcp_echo, threads, driver, pin_cores, max_connections, max_out_buffer, overflow_policy,
-            max_in_buffer, linger_ms, shutdown_timeout_ms, throttle_read, throttle_write, uring_entries,
-            recv_buffers, recv_buffer_size
+            bind,
+            tcp_echo,
+            threads,
+            driver,
+            pin_cores,
+            max_connections,
+            max_out_buffer,
+            overflow_policy,
+            max_in_buffer,
+            linger_ms,
+            shutdown_timeout_ms,
+            throttle_read,
+            throttle_write,
+            uring_entries,
+            recv_buffers,
+            recv_buffer_size
         )
     }
 
@@ -106,7 +120,9 @@ impl FileConfig {
             c.threads = t;
         }
         if let Some(d) = &self.driver {
-            c.driver = d.parse::<DriverChoice>().map_err(|e| ConfigError(format!("driver: {e}")))?;
+            c.driver = d
+                .parse::<DriverChoice>()
+                .map_err(|e| ConfigError(format!("driver: {e}")))?;
         }
         if let Some(p) = self.pin_cores {
             c.pin_cores = p;
@@ -118,8 +134,9 @@ impl FileConfig {
             c.max_out_buffer = v;
         }
         if let Some(v) = &self.overflow_policy {
-            c.overflow_policy =
-                v.parse::<OverflowPolicy>().map_err(|e| ConfigError(format!("overflow_policy: {e}")))?;
+            c.overflow_policy = v
+                .parse::<OverflowPolicy>()
+                .map_err(|e| ConfigError(format!("overflow_policy: {e}")))?;
         }
         if let Some(v) = self.max_in_buffer {
             c.max_in_buffer = v;
@@ -131,7 +148,10 @@ impl FileConfig {
             c.shutdown_timeout = Duration::from_millis(v);
         }
         let rate = |v: Option<u64>| v.filter(|&r| r > 0).map(Rate::per_sec);
-        c.throttle = Throttle { read: rate(self.throttle_read), write: rate(self.throttle_write) };
+        c.throttle = Throttle {
+            read: rate(self.throttle_read),
+            write: rate(self.throttle_write),
+        };
         if let Some(v) = self.uring_entries {
             c.uring_entries = v;
         }
@@ -157,8 +177,12 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let file = FileConfig::parse("threads = 4\ndriver = \"epoll\"\nbind = [\"127.0.0.1:1\"]\n").unwrap();
-        let flags = FileConfig { threads: Some(1), ..Default::default() };
+        let file = FileConfig::parse("threads = 4\ndriver = \"epoll\"\nbind = [\"127.0.0.1:1\"]\n")
+            .unwrap();
+        let flags = FileConfig {
+            threads: Some(1),
+            ..Default::default()
+        };
         let m = file.merge(flags);
         assert_eq!(m.threads, Some(1));
         assert_eq!(m.driver.as_deref(), Some("epoll"));
@@ -170,9 +194,32 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         assert!(FileConfig::parse("nope = 1").is_err());
-        assert!(FileConfig::parse("driver = \"x\"").unwrap().runtime().is_err());
-        assert!(FileConfig::parse("overflow_policy = \"x\"").unwrap().runtime().is_err());
-        assert!(FileConfig::parse("recv_buffers = 0").unwrap().runtime().is_err());
-        assert!(FileConfig::parse("throttle_read = 1000").unwrap().runtime().unwrap().throttle.read.is_some());
+        assert!(
+            FileConfig::parse("driver = \"x\"")
+                .unwrap()
+                .runtime()
+                .is_err()
+        );
+        assert!(
+            FileConfig::parse("overflow_policy = \"x\"")
+                .unwrap()
+                .runtime()
+                .is_err()
+        );
+        assert!(
+            FileConfig::parse("recv_buffers = 0")
+                .unwrap()
+                .runtime()
+                .is_err()
+        );
+        assert!(
+            FileConfig::parse("throttle_read = 1000")
+                .unwrap()
+                .runtime()
+                .unwrap()
+                .throttle
+                .read
+                .is_some()
+        );
     }
 }

@@ -9,7 +9,11 @@ use ringwire::config::FileConfig;
 use ringwire::serve::{self, Service};
 
 #[derive(Parser, Debug)]
-#[command(name = "ringwire", version, about = "Ringwire: a thread-per-core real-time network engine")]
+#[command(
+    name = "ringwire",
+    version,
+    about = "Ringwire: a thread-per-core real-time network engine"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -102,19 +106,37 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let cfg = file.merge(flags);
     let rt = cfg.runtime()?;
-    let binds = cfg.bind.clone().unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
-    let mut listeners: Vec<(SocketAddr, Service)> = binds.into_iter().map(|b| (b, Service::Http)).collect();
-    listeners.extend(cfg.tcp_echo.clone().unwrap_or_default().into_iter().map(|b| (b, Service::TcpEcho)));
+    let binds = cfg
+        .bind
+        .clone()
+        .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+    let mut listeners: Vec<(SocketAddr, Service)> =
+        binds.into_iter().map(|b| (b, Service::Http)).collect();
+    listeners.extend(
+        cfg.tcp_echo
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| (b, Service::TcpEcho)),
+    );
 
     let server = serve::start(rt, &listeners)?;
     let stopper = server.stopper();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    std::thread::Builder::new().name("ringwire-signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "stopping: closing listeners and flushing connections");
-            stopper.stop();
-        }
-    })?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::Builder::new()
+        .name("ringwire-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(
+                    signal = sig,
+                    "stopping: closing listeners and flushing connections"
+                );
+                stopper.stop();
+            }
+        })?;
     serve::announce(&server);
     server.join();
     tracing::info!("stopped");

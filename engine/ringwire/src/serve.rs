@@ -36,7 +36,11 @@ pub enum RouterConn {
 impl Router {
     /// A router for one core; `services[i]` serves listener `i`.
     pub fn new(services: Arc<Vec<Service>>) -> Self {
-        Router { services, http: Unavailable, echo: Echo }
+        Router {
+            services,
+            http: Unavailable,
+            echo: Echo,
+        }
     }
 }
 
@@ -68,7 +72,10 @@ impl Plugin for Router {
 }
 
 /// Start a server with these listeners; returns it once every core listens.
-pub fn start(cfg: RuntimeConfig, listeners: &[(SocketAddr, Service)]) -> std::io::Result<ServerHandle> {
+pub fn start(
+    cfg: RuntimeConfig,
+    listeners: &[(SocketAddr, Service)],
+) -> std::io::Result<ServerHandle> {
     let mut b = ServerBuilder::new(cfg);
     for (addr, _) in listeners {
         b.tcp(*addr);
@@ -81,7 +88,12 @@ pub fn start(cfg: RuntimeConfig, listeners: &[(SocketAddr, Service)]) -> std::io
 pub fn announce(server: &ServerHandle) {
     let mut out = std::io::stdout().lock();
     for a in server.local_addrs() {
-        let _ = writeln!(out, "listening on {a} (driver={}, threads={})", server.driver(), server.threads());
+        let _ = writeln!(
+            out,
+            "listening on {a} (driver={}, threads={})",
+            server.driver(),
+            server.threads()
+        );
     }
     let _ = out.flush();
 }

@@ -71,7 +71,10 @@ pub struct TcpOptions {
 
 impl Default for TcpOptions {
     fn default() -> Self {
-        TcpOptions { framing: Framing::Packet, max_message: 1024 * 1024 }
+        TcpOptions {
+            framing: Framing::Packet,
+            max_message: 1024 * 1024,
+        }
     }
 }
 
@@ -92,7 +95,14 @@ pub trait TcpHandler: 'static {
     /// A framing error; the connection is closed after this returns.
     fn on_error(&mut self, _cx: &mut ConnCtx<'_>, _err: TcpError) {}
     /// The connection is gone.
-    fn on_disconnect(&mut self, _cx: &mut CoreCtx<'_>, _id: ConnId, _peer: SocketAddr, _reason: CloseReason) {}
+    fn on_disconnect(
+        &mut self,
+        _cx: &mut CoreCtx<'_>,
+        _id: ConnId,
+        _peer: SocketAddr,
+        _reason: CloseReason,
+    ) {
+    }
 }
 
 /// Per-connection state of [`Framed`].
@@ -144,7 +154,11 @@ impl<H: TcpHandler> Plugin for Framed<H> {
 
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<FramedConn> {
         self.handler.on_connect(cx);
-        Some(FramedConn { id: cx.id(), peer: cx.peer_addr(), scanned: 0 })
+        Some(FramedConn {
+            id: cx.id(),
+            peer: cx.peer_addr(),
+            scanned: 0,
+        })
     }
 
     fn on_data(&mut self, conn: &mut FramedConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {

@@ -39,11 +39,20 @@ impl TcpHandler for Brackets {
 }
 
 fn start(d: DriverChoice, framing: Framing, max: usize) -> (ServerHandle, SocketAddr) {
-    let cfg = RuntimeConfig { driver: d, threads: 1, ..Default::default() };
-    let opts = Arc::new(TcpOptions { framing, max_message: max });
+    let cfg = RuntimeConfig {
+        driver: d,
+        threads: 1,
+        ..Default::default()
+    };
+    let opts = Arc::new(TcpOptions {
+        framing,
+        max_message: max,
+    });
     let mut b = ServerBuilder::new(cfg);
     b.tcp("127.0.0.1:0".parse().unwrap());
-    let s = b.start(move |_| Framed::new(Brackets, opts.clone())).unwrap();
+    let s = b
+        .start(move |_| Framed::new(Brackets, opts.clone()))
+        .unwrap();
     let a = s.local_addrs()[0];
     (s, a)
 }
@@ -103,7 +112,11 @@ fn message_too_large_closes(d: DriverChoice) {
 }
 
 fn router_serves_echo_and_503(d: DriverChoice) {
-    let cfg = RuntimeConfig { driver: d, threads: 2, ..Default::default() };
+    let cfg = RuntimeConfig {
+        driver: d,
+        threads: 2,
+        ..Default::default()
+    };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = serve::start(cfg, &[(any, Service::Http), (any, Service::TcpEcho)]).unwrap();
     let (http, echo) = (server.local_addrs()[0], server.local_addrs()[1]);

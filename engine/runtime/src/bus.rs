@@ -142,7 +142,10 @@ impl Bus {
             .iter()
             .map(|ib| ib.tx.lock().ok().and_then(|g| g.clone()))
             .collect();
-        BusSender { bus: self.clone(), txs }
+        BusSender {
+            bus: self.clone(),
+            txs,
+        }
     }
 }
 

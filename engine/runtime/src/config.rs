@@ -84,7 +84,9 @@ impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConfigError::UnknownDriver => f.write_str("driver must be one of auto, uring, epoll"),
-            ConfigError::UnknownOverflowPolicy => f.write_str("overflow policy must be refuse or close"),
+            ConfigError::UnknownOverflowPolicy => {
+                f.write_str("overflow policy must be refuse or close")
+            }
         }
     }
 }
@@ -124,7 +126,10 @@ pub struct Rate {
 impl Rate {
     /// A rate with a burst of one tenth of a second's worth (at least 1 KiB).
     pub fn per_sec(bytes_per_sec: u64) -> Self {
-        Rate { bytes_per_sec, burst: (bytes_per_sec / 10).max(1024) }
+        Rate {
+            bytes_per_sec,
+            burst: (bytes_per_sec / 10).max(1024),
+        }
     }
 }
 
@@ -208,7 +213,9 @@ impl RuntimeConfig {
     /// The number of worker threads this config starts (resolving 0 to the core count).
     pub fn resolved_threads(&self) -> usize {
         if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.threads
         }

@@ -72,7 +72,11 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     fn new(rate: Rate, now: Instant) -> Self {
-        Bucket { rate, budget: rate.burst as i64, last: now }
+        Bucket {
+            rate,
+            budget: rate.burst as i64,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -97,7 +101,8 @@ impl Bucket {
     /// How long until the budget is back to a useful size (a quarter of the burst).
     pub(crate) fn wait(&self) -> Duration {
         let want = (self.rate.burst as i64 / 4).max(1) - self.budget;
-        let ns = (want.max(1) as u128 * 1_000_000_000 / self.rate.bytes_per_sec.max(1) as u128) as u64;
+        let ns =
+            (want.max(1) as u128 * 1_000_000_000 / self.rate.bytes_per_sec.max(1) as u128) as u64;
         Duration::from_nanos(ns).max(Duration::from_millis(1))
     }
 }
@@ -207,9 +212,11 @@ pub struct CoreStats {
     pub datagrams_out: u64,
     /// UDP datagrams dropped (send buffer full, truncated on receive).
     pub datagrams_dropped: u64,
+    /// io_uring: receives that found the provided-buffer ring empty (ENOBUFS) and were re-armed.
+    pub recv_nobufs: u64,
 }
 
-const STAT_FIELDS: usize = 10;
+const STAT_FIELDS: usize = 11;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -224,11 +231,23 @@ impl CoreStats {
             self.datagrams_in,
             self.datagrams_out,
             self.datagrams_dropped,
+            self.recv_nobufs,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
-        let [accepted, refused, closed, open, bytes_in, bytes_out, messages, datagrams_in, datagrams_out, datagrams_dropped] =
-            a;
+        let [
+            accepted,
+            refused,
+            closed,
+            open,
+            bytes_in,
+            bytes_out,
+            messages,
+            datagrams_in,
+            datagrams_out,
+            datagrams_dropped,
+            recv_nobufs,
+        ] = a;
         CoreStats {
             accepted,
             refused,
@@ -240,6 +259,7 @@ impl CoreStats {
             datagrams_in,
             datagrams_out,
             datagrams_dropped,
+            recv_nobufs,
         }
     }
 }
@@ -256,7 +276,9 @@ impl Global {
         Global {
             open: AtomicUsize::new(0),
             max_connections,
-            published: (0..cores).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            published: (0..cores)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
         }
     }
 
@@ -372,7 +394,11 @@ impl Shared {
             && c.flags & (CLOSING | ABORT) == 0
         {
             c.flags |= CLOSING;
-            c.reason.get_or_insert(if c.flags & READ_CLOSED != 0 { CloseReason::Peer } else { CloseReason::Local });
+            c.reason.get_or_insert(if c.flags & READ_CLOSED != 0 {
+                CloseReason::Peer
+            } else {
+                CloseReason::Local
+            });
             // What arrived but was not consumed will never be: free it now.
             c.inbuf = Vec::new();
             self.mark_dirty(key);
@@ -435,7 +461,11 @@ impl<'a> CoreCtx<'a> {
     }
 
     /// Queue bytes on a connection of this core. Returns the bytes now buffered for it.
-    pub fn send_to(&mut self, id: ConnId, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
+    pub fn send_to(
+        &mut self,
+        id: ConnId,
+        data: impl crate::plugin::IntoChunk,
+    ) -> Result<usize, SendError> {
         let key = self.sh.key_of(id)?;
         self.sh.queue(key, &[data.into_chunk()])
     }
@@ -446,7 +476,11 @@ impl<'a> CoreCtx<'a> {
     }
     /// Bytes queued and not yet written for a connection of this core (0 if gone).
     pub fn buffered_of(&self, id: ConnId) -> usize {
-        self.sh.key_of(id).ok().and_then(|k| self.sh.conns.get(k)).map_or(0, |c| c.out_len)
+        self.sh
+            .key_of(id)
+            .ok()
+            .and_then(|k| self.sh.conns.get(k))
+            .map_or(0, |c| c.out_len)
     }
     /// Close a connection of this core gracefully (flush, FIN, wait for the peer's FIN).
     pub fn close_conn(&mut self, id: ConnId) {
@@ -480,7 +514,12 @@ impl<'a> CoreCtx<'a> {
 
     /// Post a message to one core's inbox (this one included). False if the core is gone.
     pub fn post(&mut self, core: usize, tag: u64, data: Bytes) -> bool {
-        let msg = BusMessage { from: self.sh.core, tag, data, extra: None };
+        let msg = BusMessage {
+            from: self.sh.core,
+            tag,
+            data,
+            extra: None,
+        };
         self.sh.bus.post(core, Envelope::User(msg))
     }
     /// Post a full message (with a structured `extra`) to one core.
@@ -489,22 +528,38 @@ impl<'a> CoreCtx<'a> {
     }
     /// Hand the same refcounted bytes to every core, this one included; returns how many got it.
     pub fn broadcast(&mut self, tag: u64, data: Bytes) -> usize {
-        let msg = BusMessage { from: self.sh.core, tag, data, extra: None };
+        let msg = BusMessage {
+            from: self.sh.core,
+            tag,
+            data,
+            extra: None,
+        };
         self.broadcast_message(msg)
     }
     /// Broadcast a full message to every core, this one included.
     pub fn broadcast_message(&mut self, msg: BusMessage) -> usize {
-        (0..self.sh.bus.cores()).filter(|&c| self.sh.bus.post(c, Envelope::User(msg.clone()))).count()
+        (0..self.sh.bus.cores())
+            .filter(|&c| self.sh.bus.post(c, Envelope::User(msg.clone())))
+            .count()
     }
 
     /// Queue a datagram on one of this core's UDP sockets; sent after the callback returns.
     /// Returns false (and counts a drop) for an unknown socket.
-    pub fn send_datagram(&mut self, sock: UdpId, to: SocketAddr, data: impl crate::plugin::IntoChunk) -> bool {
+    pub fn send_datagram(
+        &mut self,
+        sock: UdpId,
+        to: SocketAddr,
+        data: impl crate::plugin::IntoChunk,
+    ) -> bool {
         if sock.0 >= self.sh.udp_socks {
             self.sh.stats.datagrams_dropped += 1;
             return false;
         }
-        self.sh.udp_out.push(UdpOut { sock, to, data: data.into_chunk() });
+        self.sh.udp_out.push(UdpOut {
+            sock,
+            to,
+            data: data.into_chunk(),
+        });
         true
     }
 }
@@ -546,11 +601,13 @@ impl ConnCtx<'_> {
     }
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
+        self.conn()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
     }
     /// The local address the connection arrived on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.conn().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.local)
+        self.conn()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.local)
     }
     /// Queue bytes (owned or shared, never copied). Returns the bytes now buffered.
     pub fn send(&mut self, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
@@ -655,16 +712,28 @@ pub(crate) enum Next {
 
 impl<P: Plugin> Core<P> {
     pub(crate) fn new(plugin: P, sh: Shared, inbox: Receiver<Envelope>) -> Self {
-        Core { plugin, states: Vec::new(), sh, inbox }
+        Core {
+            plugin,
+            states: Vec::new(),
+            sh,
+            inbox,
+        }
     }
 
     /// Call the plugin for one connection, if it is still there.
-    fn with_conn<R>(&mut self, key: Key, f: impl FnOnce(&mut P, &mut P::Conn, &mut ConnCtx<'_>) -> R) -> Option<R> {
+    fn with_conn<R>(
+        &mut self,
+        key: Key,
+        f: impl FnOnce(&mut P, &mut P::Conn, &mut ConnCtx<'_>) -> R,
+    ) -> Option<R> {
         if !self.sh.conns.contains(key) {
             return None;
         }
         let st = self.states.get_mut(key.index() as usize)?.as_mut()?;
-        let mut cx = ConnCtx { core: CoreCtx { sh: &mut self.sh }, key };
+        let mut cx = ConnCtx {
+            core: CoreCtx { sh: &mut self.sh },
+            key,
+        };
         Some(f(&mut self.plugin, st, &mut cx))
     }
 
@@ -689,7 +758,13 @@ impl<P: Plugin> Core<P> {
     }
 
     /// A connection was accepted (and admitted). Returns its key if the plugin kept it.
-    pub(crate) fn open(&mut self, fd: RawFd, listener: usize, peer: SocketAddr, local: SocketAddr) -> Option<Key> {
+    pub(crate) fn open(
+        &mut self,
+        fd: RawFd,
+        listener: usize,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Key> {
         let cfg = &self.sh.cfg;
         let conn = Conn {
             fd,
@@ -716,7 +791,10 @@ impl<P: Plugin> Core<P> {
         }
         self.sh.stats.accepted += 1;
         self.sh.stats.open += 1;
-        let mut cx = ConnCtx { core: CoreCtx { sh: &mut self.sh }, key };
+        let mut cx = ConnCtx {
+            core: CoreCtx { sh: &mut self.sh },
+            key,
+        };
         if throttle.read.is_some() || throttle.write.is_some() {
             cx.set_throttle(throttle);
         }
@@ -800,9 +878,15 @@ impl<P: Plugin> Core<P> {
     fn call_data(&mut self, key: Key, data: &mut [u8]) -> usize {
         let mut done = 0;
         while done < data.len() {
-            let Some(rest) = data.get_mut(done..) else { break };
+            let Some(rest) = data.get_mut(done..) else {
+                break;
+            };
             let n = self.with_conn(key, |p, st, cx| {
-                if cx.is_closing() { 0 } else { p.on_data(st, cx, rest) }
+                if cx.is_closing() {
+                    0
+                } else {
+                    p.on_data(st, cx, rest)
+                }
             });
             match n {
                 Some(n) if n > 0 => done += n.min(rest.len()),
@@ -885,7 +969,11 @@ impl<P: Plugin> Core<P> {
         let allow = c.write_allowance(now);
         if allow == 0 {
             c.flags |= THROTTLED_W;
-            let wait = c.throttle.as_ref().and_then(|t| t.write.as_ref()).map_or(Duration::from_millis(1), |b| b.wait());
+            let wait = c
+                .throttle
+                .as_ref()
+                .and_then(|t| t.write.as_ref())
+                .map_or(Duration::from_millis(1), |b| b.wait());
             self.sh.set_timer(wait, TimerTarget::ThrottleWrite(key));
         }
         allow
@@ -926,7 +1014,10 @@ impl<P: Plugin> Core<P> {
             return;
         };
         if c.flags & ABORT != 0 && c.flags & WR_SHUT == 0 {
-            let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+            let lg = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
             // SAFETY: `fd` is still open (closed just below); `lg` lives across the call and
             // the length matches its type.
             unsafe {
@@ -945,7 +1036,11 @@ impl<P: Plugin> Core<P> {
         self.sh.stats.closed += 1;
         self.sh.stats.open = self.sh.stats.open.saturating_sub(1);
         let reason = c.reason.unwrap_or(CloseReason::Peer);
-        if let Some(st) = self.states.get_mut(key.index() as usize).and_then(Option::take) {
+        if let Some(st) = self
+            .states
+            .get_mut(key.index() as usize)
+            .and_then(Option::take)
+        {
             let mut cx = core_ctx(&mut self.sh);
             self.plugin.on_close(st, &mut cx, reason);
         }
@@ -965,7 +1060,12 @@ impl<P: Plugin> Core<P> {
                     self.plugin.on_core_timer(&mut cx, token);
                 }
                 TimerTarget::Linger(key) => {
-                    if self.sh.conns.get(key).is_some_and(|c| c.flags & READ_CLOSED == 0) {
+                    if self
+                        .sh
+                        .conns
+                        .get(key)
+                        .is_some_and(|c| c.flags & READ_CLOSED == 0)
+                    {
                         self.sh.abort(key, CloseReason::LingerTimeout);
                     }
                 }
@@ -1000,7 +1100,9 @@ impl<P: Plugin> Core<P> {
                 }
                 TimerTarget::PublishStats => {
                     self.sh.global.publish(self.sh.core, &self.sh.stats);
-                    self.sh.timers.insert(now + Duration::from_millis(100), TimerTarget::PublishStats);
+                    self.sh
+                        .timers
+                        .insert(now + Duration::from_millis(100), TimerTarget::PublishStats);
                 }
             }
         }
@@ -1057,7 +1159,10 @@ impl<P: Plugin> Core<P> {
 }
 
 /// Convert a `sockaddr_storage` the kernel filled into a `SocketAddr`.
-pub(crate) fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn sockaddr_to_std(
+    ss: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let _ = len;
     match ss.ss_family as libc::c_int {
         libc::AF_INET => {
@@ -1098,8 +1203,18 @@ pub(crate) fn socket_addrs(fd: RawFd) -> (Option<SocketAddr>, Option<SocketAddr>
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let p = (&mut ss as *mut libc::sockaddr_storage).cast();
         // SAFETY: `ss` and `len` are valid for writes of the storage's size.
-        let r = unsafe { if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) } };
-        if r == 0 { sockaddr_to_std(&ss, len) } else { None }
+        let r = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
+        if r == 0 {
+            sockaddr_to_std(&ss, len)
+        } else {
+            None
+        }
     }
     (get(fd, false), get(fd, true))
 }

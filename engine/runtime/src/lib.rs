@@ -46,8 +46,12 @@ pub mod timer;
 
 pub use bus::BusMessage;
 pub use bytes::Bytes;
-pub use config::{ConfigError, DriverChoice, DriverKind, OverflowPolicy, Rate, RuntimeConfig, Throttle};
+pub use config::{
+    ConfigError, DriverChoice, DriverKind, OverflowPolicy, Rate, RuntimeConfig, Throttle,
+};
 pub use core::{ConnCtx, CoreCtx, CoreStats, TimerId};
 pub use driver::{Probe, probe_uring, resolve_driver};
-pub use plugin::{CloseReason, ConnId, IntoChunk, ListenerId, Plugin, PluginFactory, SendError, UdpId};
+pub use plugin::{
+    CloseReason, ConnId, IntoChunk, ListenerId, Plugin, PluginFactory, SendError, UdpId,
+};
 pub use server::{ServerBuilder, ServerHandle, Stopper};

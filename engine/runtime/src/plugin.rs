@@ -144,7 +144,14 @@ pub trait Plugin: 'static {
     fn on_message(&mut self, _cx: &mut CoreCtx<'_>, _msg: &BusMessage) {}
 
     /// A UDP datagram arrived on one of this core's UDP sockets.
-    fn on_datagram(&mut self, _cx: &mut CoreCtx<'_>, _sock: UdpId, _from: SocketAddr, _data: &mut [u8]) {}
+    fn on_datagram(
+        &mut self,
+        _cx: &mut CoreCtx<'_>,
+        _sock: UdpId,
+        _from: SocketAddr,
+        _data: &mut [u8],
+    ) {
+    }
 
     /// The server is stopping: listeners are closed. The plugin should finish its work and close
     /// its connections (the runtime closes the rest gracefully, then aborts them at the deadline).

@@ -30,7 +30,12 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     /// A builder with this configuration and no bindings yet.
     pub fn new(cfg: RuntimeConfig) -> Self {
-        ServerBuilder { cfg, tcp: Vec::new(), udp: Vec::new(), on_stopped: Vec::new() }
+        ServerBuilder {
+            cfg,
+            tcp: Vec::new(),
+            udp: Vec::new(),
+            on_stopped: Vec::new(),
+        }
     }
 
     /// The configuration, to adjust before starting.
@@ -57,7 +62,12 @@ impl ServerBuilder {
 
     /// Bind everything, start one worker per core and return once every core is listening.
     pub fn start<F: PluginFactory>(self, factory: F) -> io::Result<ServerHandle> {
-        let ServerBuilder { cfg, tcp, udp, on_stopped } = self;
+        let ServerBuilder {
+            cfg,
+            tcp,
+            udp,
+            on_stopped,
+        } = self;
         let threads = cfg.resolved_threads();
         let (driver, why) = resolve_driver(cfg.driver).map_err(io::Error::other)?;
         tracing::info!(driver = %driver, threads, "driver chosen: {why}");
@@ -92,69 +102,87 @@ impl ServerBuilder {
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<usize>>();
         let mut joins = Vec::with_capacity(threads);
-        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        for (core, ((inbox, tcp), udp)) in inboxes.into_iter().zip(tcp_socks).zip(udp_socks).enumerate() {
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        for (core, ((inbox, tcp), udp)) in inboxes
+            .into_iter()
+            .zip(tcp_socks)
+            .zip(udp_socks)
+            .enumerate()
+        {
             let cfg = cfg.clone();
             let global = global.clone();
             let bus = bus.clone();
             let factory = factory.clone();
             let ready = ready_tx.clone();
-            let j = std::thread::Builder::new().name(format!("ringwire-{core}")).spawn(move || {
-                if cfg.pin_cores {
-                    pin(core % ncpu);
-                }
-                let udp_n = udp.len();
-                let sh = Shared {
-                    core,
-                    now: Instant::now(),
-                    conns: Slab::new(),
-                    dirty: Vec::with_capacity(256),
-                    timers: TimerWheel::new(Instant::now()),
-                    bus: bus.sender(),
-                    cfg: cfg.clone(),
-                    global,
-                    stats: CoreStats::default(),
-                    stopping: false,
-                    udp_out: Vec::new(),
-                    udp_socks: udp_n,
-                    driver,
-                };
-                let plugin = factory.create(core);
-                let mut c = Core::new(plugin, sh, inbox);
-                let res = match driver {
-                    DriverKind::Uring => match Uring::new(&cfg, tcp, udp) {
-                        Ok(d) => {
-                            bus.set_waker(core, d.waker());
-                            c.start();
-                            let _ = ready.send(Ok(core));
-                            d.run(&mut c, &bus)
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    },
-                    DriverKind::Epoll => match Epoll::new(&cfg, tcp, udp) {
-                        Ok(d) => {
-                            bus.set_waker(core, d.waker());
-                            c.start();
-                            let _ = ready.send(Ok(core));
-                            d.run(&mut c, &bus)
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    },
-                };
-                if let Err(e) = res {
-                    tracing::error!(core, "core stopped on error: {e}");
-                }
-            })?;
+            let j = std::thread::Builder::new()
+                .name(format!("ringwire-{core}"))
+                .spawn(move || {
+                    if cfg.pin_cores {
+                        pin(core % ncpu);
+                    }
+                    let udp_n = udp.len();
+                    let sh = Shared {
+                        core,
+                        now: Instant::now(),
+                        conns: Slab::new(),
+                        dirty: Vec::with_capacity(256),
+                        timers: TimerWheel::new(Instant::now()),
+                        bus: bus.sender(),
+                        cfg: cfg.clone(),
+                        global,
+                        stats: CoreStats::default(),
+                        stopping: false,
+                        udp_out: Vec::new(),
+                        udp_socks: udp_n,
+                        driver,
+                    };
+                    let plugin = factory.create(core);
+                    let mut c = Core::new(plugin, sh, inbox);
+                    let res = match driver {
+                        DriverKind::Uring => match Uring::new(&cfg, tcp, udp) {
+                            Ok(d) => {
+                                bus.set_waker(core, d.waker());
+                                c.start();
+                                let _ = ready.send(Ok(core));
+                                d.run(&mut c, &bus)
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        },
+                        DriverKind::Epoll => match Epoll::new(&cfg, tcp, udp) {
+                            Ok(d) => {
+                                bus.set_waker(core, d.waker());
+                                c.start();
+                                let _ = ready.send(Ok(core));
+                                d.run(&mut c, &bus)
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(e) = res {
+                        tracing::error!(core, "core stopped on error: {e}");
+                    }
+                })?;
             joins.push(j);
         }
         drop(ready_tx);
-        let handle = ServerHandle { joins, bus, global, tcp_addrs, udp_addrs, driver, threads, on_stopped };
+        let handle = ServerHandle {
+            joins,
+            bus,
+            global,
+            tcp_addrs,
+            udp_addrs,
+            driver,
+            threads,
+            on_stopped,
+        };
         for _ in 0..threads {
             match ready_rx.recv() {
                 Ok(Ok(_)) => {}
@@ -248,16 +276,33 @@ impl ServerHandle {
     }
     /// Post a message to one core's plugin.
     pub fn post(&self, core: usize, tag: u64, data: bytes::Bytes) -> bool {
-        self.bus.post(core, Envelope::User(BusMessage { from: usize::MAX, tag, data, extra: None }))
+        self.bus.post(
+            core,
+            Envelope::User(BusMessage {
+                from: usize::MAX,
+                tag,
+                data,
+                extra: None,
+            }),
+        )
     }
     /// Post the same refcounted message to every core.
     pub fn broadcast(&self, tag: u64, data: bytes::Bytes) -> usize {
-        let msg = BusMessage { from: usize::MAX, tag, data, extra: None };
-        (0..self.bus.cores()).filter(|&c| self.bus.post(c, Envelope::User(msg.clone()))).count()
+        let msg = BusMessage {
+            from: usize::MAX,
+            tag,
+            data,
+            extra: None,
+        };
+        (0..self.bus.cores())
+            .filter(|&c| self.bus.post(c, Envelope::User(msg.clone())))
+            .count()
     }
     /// A cloneable handle that can stop the server from another thread (a signal handler thread).
     pub fn stopper(&self) -> Stopper {
-        Stopper { bus: self.bus.clone() }
+        Stopper {
+            bus: self.bus.clone(),
+        }
     }
     /// Begin a graceful stop: cores stop accepting, plugins get `on_stop`, connections are
     /// flushed and closed, and aborted at the shutdown deadline.

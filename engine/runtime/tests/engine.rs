@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use ringwire_runtime::{
-    Bytes, BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, DriverChoice, OverflowPolicy, Plugin, Rate,
-    RuntimeConfig, SendError, ServerBuilder, ServerHandle, Throttle, UdpId,
+    BusMessage, Bytes, CloseReason, ConnCtx, ConnId, CoreCtx, DriverChoice, OverflowPolicy, Plugin,
+    Rate, RuntimeConfig, SendError, ServerBuilder, ServerHandle, Throttle, UdpId,
 };
 
 /// Expand a test body `fn(DriverChoice)` into one test per driver.
@@ -41,7 +41,12 @@ both_drivers!(
 );
 
 fn cfg(driver: DriverChoice, threads: usize) -> RuntimeConfig {
-    RuntimeConfig { driver, threads, shutdown_timeout: Duration::from_secs(5), ..RuntimeConfig::default() }
+    RuntimeConfig {
+        driver,
+        threads,
+        shutdown_timeout: Duration::from_secs(5),
+        ..RuntimeConfig::default()
+    }
 }
 
 fn start<P: Plugin>(
@@ -63,7 +68,9 @@ fn connect(a: SocketAddr) -> TcpStream {
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Send `data` from a writer thread while reading the same number of bytes back.
@@ -121,7 +128,10 @@ impl Plugin for Recorder {
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -137,7 +147,10 @@ fn echo_byte_exact_many_connections(d: DriverChoice) {
                 let mut s = connect(addr);
                 for (j, &n) in sizes.iter().enumerate() {
                     let data = pattern(n, (i * 7 + j) as u8);
-                    assert!(roundtrip(&mut s, &data) == data, "conn {i} size {n} differs");
+                    assert!(
+                        roundtrip(&mut s, &data) == data,
+                        "conn {i} size {n} differs"
+                    );
                 }
             })
         })
@@ -242,8 +255,15 @@ fn slow_reader_backpressure_refuse(d: DriverChoice) {
     s.read_to_end(&mut rest).unwrap();
     got += rest.len();
     assert_eq!(got, total, "every byte accepted by send() arrives");
-    assert!(max.load(Ordering::SeqCst) <= limit, "buffered {} > limit {limit}", max.load(Ordering::SeqCst));
-    assert!(refused.load(Ordering::SeqCst) > 0, "the limit was reached at least once");
+    assert!(
+        max.load(Ordering::SeqCst) <= limit,
+        "buffered {} > limit {limit}",
+        max.load(Ordering::SeqCst)
+    );
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "the limit was reached at least once"
+    );
     drop(s); // our FIN completes the server's graceful close
     wait_for("close", || !reasons.lock().unwrap().is_empty());
     assert_eq!(reasons.lock().unwrap()[0], CloseReason::Local);
@@ -283,12 +303,17 @@ fn peer_reset(d: DriverChoice) {
     let (_server, addr) = start(cfg(d, 1), move |_| Recorder(rs.clone()));
     let mut s = connect(addr);
     assert_eq!(roundtrip(&mut s, b"hello"), b"hello");
-    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(s); // RST
     wait_for("close after reset", || !reasons.lock().unwrap().is_empty());
     let r = reasons.lock().unwrap()[0];
     assert!(
-        matches!(r, CloseReason::Error(std::io::ErrorKind::ConnectionReset) | CloseReason::Peer),
+        matches!(
+            r,
+            CloseReason::Error(std::io::ErrorKind::ConnectionReset) | CloseReason::Peer
+        ),
         "reason {r:?}"
     );
 }
@@ -361,13 +386,21 @@ impl Plugin for Fanout {
     }
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
         assert_eq!(msg.tag, 7);
-        self.ptrs.lock().unwrap().push((cx.core(), msg.data.as_ptr() as usize));
+        self.ptrs
+            .lock()
+            .unwrap()
+            .push((cx.core(), msg.data.as_ptr() as usize));
         for &id in &self.conns {
             let _ = cx.send_to(id, msg.data.clone());
         }
     }
     fn on_close(&mut self, _: (), cx: &mut CoreCtx<'_>, _r: CloseReason) {
-        let live: Vec<ConnId> = self.conns.iter().copied().filter(|&c| cx.is_open(c)).collect();
+        let live: Vec<ConnId> = self
+            .conns
+            .iter()
+            .copied()
+            .filter(|&c| cx.is_open(c))
+            .collect();
         self.conns = live;
     }
 }
@@ -375,7 +408,10 @@ impl Plugin for Fanout {
 fn cross_core_broadcast(d: DriverChoice) {
     let ptrs: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
     let p = ptrs.clone();
-    let (_server, addr) = start(cfg(d, 2), move |_| Fanout { conns: Vec::new(), ptrs: p.clone() });
+    let (_server, addr) = start(cfg(d, 2), move |_| Fanout {
+        conns: Vec::new(),
+        ptrs: p.clone(),
+    });
     // Open connections until both cores hold at least one (SO_REUSEPORT hashes by port).
     let mut conns = Vec::new();
     let mut seen = [false; 2];
@@ -430,7 +466,11 @@ fn graceful_shutdown_delivers_queued(d: DriverChoice) {
     stopper.stop();
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
-    assert_eq!(got.len(), 8 << 20, "everything queued before the stop is delivered");
+    assert_eq!(
+        got.len(),
+        8 << 20,
+        "everything queued before the stop is delivered"
+    );
     assert!(got[..1 << 20] == pattern(1 << 20, 5)[..]);
     server.join();
     // The listener is closed.
@@ -449,9 +489,14 @@ fn max_connections_refused(d: DriverChoice) {
     let _ = extra.write_all(b"ping");
     let mut b = [0u8; 4];
     let r = extra.read(&mut b);
-    assert!(matches!(r, Ok(0) | Err(_)), "the 4th connection is closed, got {r:?}");
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "the 4th connection is closed, got {r:?}"
+    );
     assert_eq!(server.open_connections(), 3);
-    wait_for("refusal counted", || server.stats().iter().map(|s| s.refused).sum::<u64>() >= 1);
+    wait_for("refusal counted", || {
+        server.stats().iter().map(|s| s.refused).sum::<u64>() >= 1
+    });
     // Closing one frees a place.
     drop(ok.pop());
     wait_for("a slot frees", || server.open_connections() == 2);
@@ -463,7 +508,7 @@ fn tiny_buffers_enobufs(d: DriverChoice) {
     let mut c = cfg(d, 1);
     c.recv_buffers = 2;
     c.recv_buffer_size = 64;
-    let (_server, addr) = start(c, |_| Echo);
+    let (server, addr) = start(c, |_| Echo);
     let threads: Vec<_> = (0..20)
         .map(|i| {
             std::thread::spawn(move || {
@@ -476,6 +521,10 @@ fn tiny_buffers_enobufs(d: DriverChoice) {
     for t in threads {
         t.join().unwrap();
     }
+    if server.driver() == ringwire_runtime::DriverKind::Uring {
+        // Two 64-byte buffers for 20 busy connections: the ring must have run dry.
+        wait_for("ENOBUFS counted", || server.stats()[0].recv_nobufs > 0);
+    }
 }
 
 struct UdpEcho;
@@ -487,7 +536,13 @@ impl Plugin for UdpEcho {
     fn on_data(&mut self, _: &mut (), _cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         data.len()
     }
-    fn on_datagram(&mut self, cx: &mut CoreCtx<'_>, sock: UdpId, from: SocketAddr, data: &mut [u8]) {
+    fn on_datagram(
+        &mut self,
+        cx: &mut CoreCtx<'_>,
+        sock: UdpId,
+        from: SocketAddr,
+        data: &mut [u8],
+    ) {
         cx.send_datagram(sock, from, Bytes::copy_from_slice(data));
     }
 }
@@ -512,30 +567,57 @@ fn udp_echo(d: DriverChoice) {
     c.send_to(b"after", addr).unwrap();
     let (k, _) = c.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..k], b"after");
-    wait_for("drop counted", || server.stats().iter().map(|s| s.datagrams_dropped).sum::<u64>() >= 1);
+    wait_for("drop counted", || {
+        server
+            .stats()
+            .iter()
+            .map(|s| s.datagrams_dropped)
+            .sum::<u64>()
+            >= 1
+    });
 }
 
 fn read_throttle(d: DriverChoice) {
     let mut c = cfg(d, 1);
-    c.throttle = Throttle { read: Some(Rate { bytes_per_sec: 400_000, burst: 40_000 }), write: None };
+    c.throttle = Throttle {
+        read: Some(Rate {
+            bytes_per_sec: 400_000,
+            burst: 40_000,
+        }),
+        write: None,
+    };
     let (_server, addr) = start(c, |_| Echo);
     let mut s = connect(addr);
     let data = pattern(440_000, 1);
     let t0 = Instant::now();
     assert!(roundtrip(&mut s, &data) == data);
     // 400 kB beyond the burst at 400 kB/s: at least about a second.
-    assert!(t0.elapsed() >= Duration::from_millis(900), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 fn write_throttle(d: DriverChoice) {
     let mut c = cfg(d, 1);
-    c.throttle = Throttle { read: None, write: Some(Rate { bytes_per_sec: 400_000, burst: 40_000 }) };
+    c.throttle = Throttle {
+        read: None,
+        write: Some(Rate {
+            bytes_per_sec: 400_000,
+            burst: 40_000,
+        }),
+    };
     let (_server, addr) = start(c, |_| Echo);
     let mut s = connect(addr);
     let data = pattern(440_000, 2);
     let t0 = Instant::now();
     assert!(roundtrip(&mut s, &data) == data);
-    assert!(t0.elapsed() >= Duration::from_millis(900), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Consumes nothing, ever.
@@ -602,6 +684,9 @@ fn stats_count(d: DriverChoice) {
     }
     wait_for("stats", || {
         let st = server.stats();
-        st[0].accepted == 1 && st[0].closed == 1 && st[0].bytes_in == 1000 && st[0].bytes_out == 1000
+        st[0].accepted == 1
+            && st[0].closed == 1
+            && st[0].bytes_in == 1000
+            && st[0].bytes_out == 1000
     });
 }

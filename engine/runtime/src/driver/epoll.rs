@@ -14,7 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std, socket_addrs, std_to_sockaddr,
+    ABORT, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std, socket_addrs,
+    std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::Key;
@@ -59,16 +60,34 @@ impl Epoll {
         udp: Vec<UdpSocket>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Arc::new(MioWaker(mio::Waker::new(poll.registry(), token(OP_WAKE, 0))?));
+        let waker = Arc::new(MioWaker(mio::Waker::new(
+            poll.registry(),
+            token(OP_WAKE, 0),
+        )?));
         for (i, l) in listeners.iter().enumerate() {
             l.set_nonblocking(true)?;
-            poll.registry().register(&mut SourceFd(&l.as_raw_fd()), token(OP_ACCEPT, i as u64), Interest::READABLE)?;
+            poll.registry().register(
+                &mut SourceFd(&l.as_raw_fd()),
+                token(OP_ACCEPT, i as u64),
+                Interest::READABLE,
+            )?;
         }
         for (i, u) in udp.iter().enumerate() {
             u.set_nonblocking(true)?;
-            poll.registry().register(&mut SourceFd(&u.as_raw_fd()), token(OP_UDP, i as u64), Interest::READABLE)?;
+            poll.registry().register(
+                &mut SourceFd(&u.as_raw_fd()),
+                token(OP_UDP, i as u64),
+                Interest::READABLE,
+            )?;
         }
-        let size = cfg.recv_buffer_size.max(if udp.is_empty() { 0 } else { cfg.udp_max_datagram + 1 }).max(64);
+        let size = cfg
+            .recv_buffer_size
+            .max(if udp.is_empty() {
+                0
+            } else {
+                cfg.udp_max_datagram + 1
+            })
+            .max(64);
         Ok(Epoll {
             poll,
             events: Events::with_capacity(1024),
@@ -88,18 +107,31 @@ impl Epoll {
     fn stop_listening(&mut self) {
         for l in self.listeners.iter_mut() {
             if let Some(s) = l.take() {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&s.as_raw_fd()));
             }
         }
         for u in self.udp.iter_mut() {
             if let Some(s) = u.take() {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&s.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&s.as_raw_fd()));
             }
         }
     }
 
     fn accept<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
-        let Some(lfd) = self.listeners.get(i).and_then(|l| l.as_ref()).map(|l| l.as_raw_fd()) else { return };
+        let Some(lfd) = self
+            .listeners
+            .get(i)
+            .and_then(|l| l.as_ref())
+            .map(|l| l.as_raw_fd())
+        else {
+            return;
+        };
         loop {
             // SAFETY: all-zero is a valid sockaddr_storage.
             let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -140,7 +172,10 @@ impl Epoll {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 tracing::warn!("epoll register failed: {e}");
-                core.sh.global.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                core.sh
+                    .global
+                    .open
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 // SAFETY: `fd` is ours and not registered anywhere.
                 unsafe { libc::close(fd) };
                 continue;
@@ -159,7 +194,9 @@ impl Epoll {
     fn read<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
         let turns = core.sh.cfg.reads_per_turn.max(1);
         for _ in 0..turns {
-            let Some(c) = core.sh.conns.get_mut(key) else { return };
+            let Some(c) = core.sh.conns.get_mut(key) else {
+                return;
+            };
             if !c.wants_read() || c.flags & READ_READY == 0 {
                 return;
             }
@@ -197,14 +234,21 @@ impl Epoll {
             }
         }
         // Still readable after this turn's share: come back next turn, others go first.
-        if core.sh.conns.get(key).is_some_and(|c| c.flags & READ_READY != 0 && c.wants_read()) {
+        if core
+            .sh
+            .conns
+            .get(key)
+            .is_some_and(|c| c.flags & READ_READY != 0 && c.wants_read())
+        {
             self.ready.push(key);
         }
     }
 
     fn write<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
         loop {
-            let Some(c) = core.sh.conns.get(key) else { return };
+            let Some(c) = core.sh.conns.get(key) else {
+                return;
+            };
             if c.out_len == 0 || c.flags & (WRITE_BLOCKED | ABORT) != 0 {
                 return;
             }
@@ -212,8 +256,13 @@ impl Epoll {
             if allow == 0 {
                 return;
             }
-            let Some(c) = core.sh.conns.get_mut(key) else { return };
-            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let Some(c) = core.sh.conns.get_mut(key) else {
+                return;
+            };
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOV];
             let mut n = 0;
             let mut total = 0usize;
             for (i, b) in c.out.iter().enumerate() {
@@ -222,7 +271,10 @@ impl Epoll {
                 }
                 let s = if i == 0 { &b[c.out_off..] } else { &b[..] };
                 let len = s.len().min(allow - total);
-                iov[n] = libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: len };
+                iov[n] = libc::iovec {
+                    iov_base: s.as_ptr() as *mut libc::c_void,
+                    iov_len: len,
+                };
                 total += len;
                 n += 1;
             }
@@ -256,12 +308,16 @@ impl Epoll {
     }
 
     fn service<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
-        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
         c.flags &= !DIRTY;
         if c.flags & crate::core::REDELIVER != 0 {
             core.redeliver(key);
         }
-        let Some(c) = core.sh.conns.get(key) else { return };
+        let Some(c) = core.sh.conns.get(key) else {
+            return;
+        };
         if c.flags & ABORT != 0 {
             self.finish(core, key);
             return;
@@ -281,7 +337,14 @@ impl Epoll {
     }
 
     fn udp_recv<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
-        let Some(fd) = self.udp.get(i).and_then(|u| u.as_ref()).map(|u| u.as_raw_fd()) else { return };
+        let Some(fd) = self
+            .udp
+            .get(i)
+            .and_then(|u| u.as_ref())
+            .map(|u| u.as_raw_fd())
+        else {
+            return;
+        };
         let max = core.sh.cfg.udp_max_datagram;
         loop {
             // SAFETY: all-zero is a valid sockaddr_storage.
@@ -319,7 +382,12 @@ impl Epoll {
 
     fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
         for out in core.sh.udp_out.drain(..) {
-            let Some(fd) = self.udp.get(out.sock.0).and_then(|u| u.as_ref()).map(|s| s.as_raw_fd()) else {
+            let Some(fd) = self
+                .udp
+                .get(out.sock.0)
+                .and_then(|u| u.as_ref())
+                .map(|s| s.as_raw_fd())
+            else {
                 core.sh.stats.datagrams_dropped += 1;
                 continue;
             };
@@ -365,7 +433,8 @@ impl Epoll {
             let timeout = if !self.ready.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
-                core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+                core.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut self.events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted

@@ -30,7 +30,10 @@ pub fn resolve_driver(choice: DriverChoice) -> Result<(DriverKind, String), Stri
         DriverChoice::Uring => {
             let p = probe_uring();
             if p.usable {
-                Ok((DriverKind::Uring, "io_uring requested and the probe passed".into()))
+                Ok((
+                    DriverKind::Uring,
+                    "io_uring requested and the probe passed".into(),
+                ))
             } else {
                 Err(format!("io_uring requested but unusable: {}", p.reason))
             }
@@ -40,7 +43,13 @@ pub fn resolve_driver(choice: DriverChoice) -> Result<(DriverKind, String), Stri
             if p.usable {
                 Ok((DriverKind::Uring, "auto: io_uring probe passed".into()))
             } else {
-                Ok((DriverKind::Epoll, format!("auto: io_uring unusable ({}), falling back to epoll", p.reason)))
+                Ok((
+                    DriverKind::Epoll,
+                    format!(
+                        "auto: io_uring unusable ({}), falling back to epoll",
+                        p.reason
+                    ),
+                ))
             }
         }
     }

@@ -21,8 +21,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, CANCELING, Core, Next, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sockaddr_to_std, socket_addrs,
-    std_to_sockaddr,
+    ABORT, CANCELING, Core, Next, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sockaddr_to_std,
+    socket_addrs, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::{Key, Slab};
@@ -46,7 +46,10 @@ const MAX_IOV: usize = 64;
 
 /// Probe io_uring the way the driver will use it.
 pub(crate) fn probe() -> super::Probe {
-    let bad = |reason: String| super::Probe { usable: false, reason };
+    let bad = |reason: String| super::Probe {
+        usable: false,
+        reason,
+    };
     if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         && v.trim() == "2"
     {
@@ -56,8 +59,12 @@ pub(crate) fn probe() -> super::Probe {
         Ok(r) => r,
         Err(e) => {
             let why = match e.raw_os_error() {
-                Some(libc::EPERM) => "io_uring_setup: EPERM (blocked by seccomp or io_uring_disabled)".to_string(),
-                Some(libc::ENOSYS) => "io_uring_setup: ENOSYS (kernel without io_uring)".to_string(),
+                Some(libc::EPERM) => {
+                    "io_uring_setup: EPERM (blocked by seccomp or io_uring_disabled)".to_string()
+                }
+                Some(libc::ENOSYS) => {
+                    "io_uring_setup: ENOSYS (kernel without io_uring)".to_string()
+                }
                 _ => format!("io_uring_setup failed: {e}"),
             };
             return bad(why);
@@ -87,7 +94,10 @@ pub(crate) fn probe() -> super::Probe {
         Err(e) => return bad(format!("provided-buffer ring registration failed: {e}")),
     }
     if ring.params().is_feature_nodrop() {
-        super::Probe { usable: true, reason: "ok".into() }
+        super::Probe {
+            usable: true,
+            reason: "ok".into(),
+        }
     } else {
         bad("kernel lacks IORING_FEAT_NODROP".into())
     }
@@ -109,7 +119,8 @@ impl BufRing {
     fn new(ring: &IoUring, count: u16, size: usize, bgid: u16) -> io::Result<Self> {
         let count = count.max(1).next_power_of_two().min(1 << 15);
         let page = 4096usize;
-        let map_len = (count as usize * std::mem::size_of::<types::BufRingEntry>()).div_ceil(page) * page;
+        let map_len =
+            (count as usize * std::mem::size_of::<types::BufRingEntry>()).div_ceil(page) * page;
         // SAFETY: an anonymous private mapping with no address hint; the result is checked.
         let ptr = unsafe {
             libc::mmap(
@@ -136,7 +147,10 @@ impl BufRing {
         // SAFETY: the mapping is page-aligned, `count` entries long, and stays mapped until
         // `br` is dropped, which happens after the ring (field order in `Uring`), or right
         // here on error; the kernel reads it only while the ring lives.
-        unsafe { ring.submitter().register_buf_ring_with_flags(ptr as u64, count, bgid, 0)? };
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr as u64, count, bgid, 0)?
+        };
         for bid in 0..count {
             br.push(bid);
         }
@@ -270,7 +284,9 @@ impl Uring {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("io_uring with DEFER_TASKRUN failed ({e}); trying plain setup");
-                IoUring::builder().setup_cqsize(entries * 8).build(entries)?
+                IoUring::builder()
+                    .setup_cqsize(entries * 8)
+                    .build(entries)?
             }
         };
         let bufs = BufRing::new(&ring, cfg.recv_buffers, cfg.recv_buffer_size, BGID_TCP)?;
@@ -293,7 +309,11 @@ impl Uring {
                 // SAFETY: all-zero is a valid msghdr.
                 let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
                 hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                Udp { sock: Some(s), armed: false, hdr }
+                Udp {
+                    sock: Some(s),
+                    armed: false,
+                    hdr,
+                }
             })
             .collect();
         Ok(Uring {
@@ -302,7 +322,13 @@ impl Uring {
             udp_bufs,
             udp_sends: Slab::new(),
             pool: Vec::new(),
-            listeners: listeners.into_iter().map(|l| Listener { sock: Some(l), armed: false }).collect(),
+            listeners: listeners
+                .into_iter()
+                .map(|l| Listener {
+                    sock: Some(l),
+                    armed: false,
+                })
+                .collect(),
             udp,
             wake: Arc::new(EventFd(efd)),
             wake_armed: false,
@@ -336,7 +362,9 @@ impl Uring {
             if l.armed {
                 continue;
             }
-            let Some(fd) = l.sock.as_ref().map(|s| s.as_raw_fd()) else { continue };
+            let Some(fd) = l.sock.as_ref().map(|s| s.as_raw_fd()) else {
+                continue;
+            };
             self.listeners[i].armed = true;
             let e = opcode::AcceptMulti::new(types::Fd(fd))
                 .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
@@ -355,10 +383,14 @@ impl Uring {
             if u.armed {
                 continue;
             }
-            let Some(fd) = u.sock.as_ref().map(|s| s.as_raw_fd()) else { continue };
+            let Some(fd) = u.sock.as_ref().map(|s| s.as_raw_fd()) else {
+                continue;
+            };
             let hdr: *const libc::msghdr = &*u.hdr;
             self.udp[i].armed = true;
-            let e = opcode::RecvMsgMulti::new(types::Fd(fd), hdr, BGID_UDP).build().user_data(ud(OP_UDP_RECV, i as u64));
+            let e = opcode::RecvMsgMulti::new(types::Fd(fd), hdr, BGID_UDP)
+                .build()
+                .user_data(ud(OP_UDP_RECV, i as u64));
             self.push(e);
         }
     }
@@ -378,7 +410,9 @@ impl Uring {
     fn stop_listening(&mut self) {
         for i in 0..self.listeners.len() {
             if self.listeners[i].armed {
-                let e = opcode::AsyncCancel::new(ud(OP_ACCEPT, i as u64)).build().user_data(ud(OP_CANCEL, 0));
+                let e = opcode::AsyncCancel::new(ud(OP_ACCEPT, i as u64))
+                    .build()
+                    .user_data(ud(OP_CANCEL, 0));
                 self.push(e);
             } else {
                 self.listeners[i].sock = None;
@@ -386,7 +420,9 @@ impl Uring {
         }
         for i in 0..self.udp.len() {
             if self.udp[i].armed {
-                let e = opcode::AsyncCancel::new(ud(OP_UDP_RECV, i as u64)).build().user_data(ud(OP_CANCEL, 0));
+                let e = opcode::AsyncCancel::new(ud(OP_UDP_RECV, i as u64))
+                    .build()
+                    .user_data(ud(OP_CANCEL, 0));
                 self.push(e);
             } else {
                 self.udp[i].sock = None;
@@ -395,18 +431,24 @@ impl Uring {
     }
 
     fn quiescent(&self) -> bool {
-        self.listeners.iter().all(|l| !l.armed) && self.udp.iter().all(|u| !u.armed) && self.udp_sends.is_empty()
+        self.listeners.iter().all(|l| !l.armed)
+            && self.udp.iter().all(|u| !u.armed)
+            && self.udp_sends.is_empty()
     }
 
     /// Start the I/O a connection needs now: arm or cancel its recv, send what is queued,
     /// advance its close.
     fn service<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
-        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
         c.flags &= !crate::core::DIRTY;
         if c.flags & crate::core::REDELIVER != 0 {
             core.redeliver(key);
         }
-        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
         let fd = c.fd;
         if c.flags & ABORT != 0 {
             if c.inflight == 0 {
@@ -441,7 +483,9 @@ impl Uring {
             }
         } else if c.flags & RECV_ARMED != 0 && c.flags & RECV_CANCELING == 0 {
             c.flags |= RECV_CANCELING;
-            let e = opcode::AsyncCancel::new(ud(OP_RECV, key.to_u64())).build().user_data(ud(OP_CANCEL, 0));
+            let e = opcode::AsyncCancel::new(ud(OP_RECV, key.to_u64()))
+                .build()
+                .user_data(ud(OP_CANCEL, 0));
             self.push(e);
         }
         // Write side: one send in flight per connection keeps the bytes in order.
@@ -454,7 +498,9 @@ impl Uring {
             }
         }
         if core.close_progress(key) == Next::Finish {
-            let Some(c) = core.sh.conns.get_mut(key) else { return };
+            let Some(c) = core.sh.conns.get_mut(key) else {
+                return;
+            };
             if c.inflight == 0 {
                 core.finish(key);
             } else {
@@ -466,7 +512,9 @@ impl Uring {
     }
 
     fn start_send<P: Plugin>(&mut self, core: &mut Core<P>, key: Key, allow: usize) {
-        let Some(c) = core.sh.conns.get_mut(key) else { return };
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
         let fd = c.fd;
         let off = c.out_off;
         let single = c.out.len() == 1 || c.out.front().is_some_and(|f| f.len() - off >= allow);
@@ -477,7 +525,11 @@ impl Uring {
             let ptr = front[off..].as_ptr();
             opcode::Send::new(types::Fd(fd), ptr, len as u32).flags(libc::MSG_NOSIGNAL)
         } else {
-            let mut op = c.sendop.take().or_else(|| self.pool.pop()).unwrap_or_else(SendOp::new);
+            let mut op = c
+                .sendop
+                .take()
+                .or_else(|| self.pool.pop())
+                .unwrap_or_else(SendOp::new);
             let mut n = 0;
             let mut total = 0usize;
             for (i, b) in c.out.iter().enumerate() {
@@ -486,7 +538,10 @@ impl Uring {
                 }
                 let s = if i == 0 { &b[off..] } else { &b[..] };
                 let len = s.len().min(allow - total);
-                op.iov[n] = libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: len };
+                op.iov[n] = libc::iovec {
+                    iov_base: s.as_ptr() as *mut libc::c_void,
+                    iov_len: len,
+                };
                 total += len;
                 n += 1;
             }
@@ -494,7 +549,13 @@ impl Uring {
             op.hdr.msg_iovlen = n as _;
             let hdr: *const libc::msghdr = &op.hdr;
             c.sendop = Some(op);
-            return self.finish_send_entry(core, key, opcode::SendMsg::new(types::Fd(fd), hdr).flags(libc::MSG_NOSIGNAL as u32).build());
+            return self.finish_send_entry(
+                core,
+                key,
+                opcode::SendMsg::new(types::Fd(fd), hdr)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build(),
+            );
         };
         self.finish_send_entry(core, key, entry.build());
     }
@@ -509,21 +570,39 @@ impl Uring {
 
     fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
         for out in core.sh.udp_out.drain(..) {
-            let Some(fd) = self.udp.get(out.sock.0).and_then(|u| u.sock.as_ref()).map(|s| s.as_raw_fd()) else {
+            let Some(fd) = self
+                .udp
+                .get(out.sock.0)
+                .and_then(|u| u.sock.as_ref())
+                .map(|s| s.as_raw_fd())
+            else {
                 core.sh.stats.datagrams_dropped += 1;
                 continue;
             };
             let (addr, alen) = std_to_sockaddr(&out.to);
-            // SAFETY: all-zero is a valid msghdr.
-            let mut op = Box::new(UdpSend { hdr: unsafe { std::mem::zeroed() }, iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }, addr, _data: out.data.clone() });
-            op.iov = libc::iovec { iov_base: out.data.as_ptr() as *mut libc::c_void, iov_len: out.data.len() };
+            let mut op = Box::new(UdpSend {
+                // SAFETY: all-zero is a valid msghdr.
+                hdr: unsafe { std::mem::zeroed() },
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                addr,
+                _data: out.data.clone(),
+            });
+            op.iov = libc::iovec {
+                iov_base: out.data.as_ptr() as *mut libc::c_void,
+                iov_len: out.data.len(),
+            };
             op.hdr.msg_name = (&mut op.addr as *mut libc::sockaddr_storage).cast();
             op.hdr.msg_namelen = alen;
             op.hdr.msg_iov = &mut op.iov;
             op.hdr.msg_iovlen = 1;
             let hdr: *const libc::msghdr = &op.hdr;
             let k = self.udp_sends.insert(op);
-            let e = opcode::SendMsg::new(types::Fd(fd), hdr).build().user_data(ud(OP_UDP_SEND, k.to_u64()));
+            let e = opcode::SendMsg::new(types::Fd(fd), hdr)
+                .build()
+                .user_data(ud(OP_UDP_SEND, k.to_u64()));
             self.push(e);
         }
     }
@@ -559,13 +638,18 @@ impl Uring {
             if let Some(t) = stop_at
                 && Instant::now() > t + Duration::from_secs(2)
             {
-                tracing::warn!(core = core.sh.core, "io_uring driver did not quiesce after the shutdown deadline");
+                tracing::warn!(
+                    core = core.sh.core,
+                    "io_uring driver did not quiesce after the shutdown deadline"
+                );
                 // Leak what the kernel may still reference rather than free it under it.
                 std::mem::forget(std::mem::take(&mut self.udp_sends));
                 break;
             }
             // One io_uring_enter: submit everything and wait for a completion or the next timer.
-            let wait = core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let wait = core
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             let r = match wait {
                 Some(d) if d.is_zero() => self.ring.submit(),
                 Some(d) => {
@@ -577,13 +661,18 @@ impl Uring {
             };
             if let Err(e) = r {
                 match e.raw_os_error() {
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                    | Some(libc::EAGAIN) => {}
                     _ => return Err(e),
                 }
             }
             core.sh.now = Instant::now();
             self.cqes.clear();
-            self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            self.cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
             let cqes = std::mem::take(&mut self.cqes);
             for &(u, res, flags) in &cqes {
                 self.complete(core, bus, u, res, flags);
@@ -628,7 +717,8 @@ impl Uring {
                     match -res {
                         // The ring ran dry: buffers come back in this batch; the recv is
                         // re-armed when the connection is serviced.
-                        libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                        libc::ENOBUFS => core.sh.stats.recv_nobufs += 1,
+                        libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                         e => core.error(key, io::Error::from_raw_os_error(e)),
                     }
                 }
@@ -665,7 +755,11 @@ impl Uring {
                 if res >= 0 {
                     self.accepted(core, res, i);
                 } else if -res != libc::ECANCELED {
-                    tracing::warn!(core = core.sh.core, "accept failed: {}", io::Error::from_raw_os_error(-res));
+                    tracing::warn!(
+                        core = core.sh.core,
+                        "accept failed: {}",
+                        io::Error::from_raw_os_error(-res)
+                    );
                 }
             }
             OP_WAKE => {
@@ -689,8 +783,12 @@ impl Uring {
                         u.sock = None;
                     }
                 }
-                let Some(bid) = cqueue::buffer_select(flags) else { return };
-                let Some(ub) = self.udp_bufs.as_mut() else { return };
+                let Some(bid) = cqueue::buffer_select(flags) else {
+                    return;
+                };
+                let Some(ub) = self.udp_bufs.as_mut() else {
+                    return;
+                };
                 if res > 0
                     && let Some(u) = self.udp.get(i)
                 {
@@ -700,16 +798,27 @@ impl Uring {
                             let name = msg.name_data();
                             // SAFETY: all-zero is a valid sockaddr_storage.
                             let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-                            let n = name.len().min(std::mem::size_of::<libc::sockaddr_storage>());
+                            let n = name
+                                .len()
+                                .min(std::mem::size_of::<libc::sockaddr_storage>());
                             // SAFETY: copying `n` bytes into a storage at least that large.
-                            unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(), n) };
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    name.as_ptr(),
+                                    (&mut ss as *mut libc::sockaddr_storage).cast::<u8>(),
+                                    n,
+                                )
+                            };
                             sockaddr_to_std(&ss, n as libc::socklen_t)
                         };
                         if msg.is_payload_truncated() {
                             core.sh.stats.datagrams_dropped += 1;
                         } else if let Some(from) = from {
                             let payload = msg.payload_data();
-                            let (off, len) = (payload.as_ptr() as usize - buf.as_ptr() as usize, payload.len());
+                            let (off, len) = (
+                                payload.as_ptr() as usize - buf.as_ptr() as usize,
+                                payload.len(),
+                            );
                             let b = &mut buf[off..off + len];
                             core.datagram(i, from, b);
                         }
@@ -742,7 +851,12 @@ impl Uring {
         set_nodelay(fd, core.sh.cfg.nodelay);
         let (local, peer) = socket_addrs(fd);
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        if let Some(key) = core.open(fd, listener, peer.unwrap_or(unspecified), local.unwrap_or(unspecified)) {
+        if let Some(key) = core.open(
+            fd,
+            listener,
+            peer.unwrap_or(unspecified),
+            local.unwrap_or(unspecified),
+        ) {
             core.sh.mark_dirty(key);
         }
     }

@@ -1,0 +1,93 @@
+//! The `ringwire` binary: readiness lines, echo, graceful stop on SIGTERM, config errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve_and_stop(driver: &str) {
+    let (p1, p2) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["serve", "--threads", "2", "--driver", driver])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{p1}"),
+            "--tcp-echo",
+            &format!("127.0.0.1:{p2}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let want = std::env::var("RINGWIRE_DRIVER")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(driver.into());
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        format!("listening on 127.0.0.1:{p1} (driver={want}, threads=2)")
+    );
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        format!("listening on 127.0.0.1:{p2} (driver={want}, threads=2)")
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", p2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"hello").unwrap();
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"hello");
+    // SIGTERM: the open connection is closed gracefully (EOF, not a reset) and the process exits 0.
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn uring_serve_prints_ready_lines_and_stops_on_sigterm() {
+    serve_and_stop("uring");
+}
+
+#[test]
+fn epoll_serve_prints_ready_lines_and_stops_on_sigterm() {
+    serve_and_stop("epoll");
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("ringwire-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "driver = \"warp\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["serve", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("driver"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["serve", "--bind", "not-an-addr"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
