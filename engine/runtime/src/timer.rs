@@ -535,6 +535,19 @@ mod tests {
     }
 
     #[test]
+    fn cancel_updates_next_expiration() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        let a = w.insert(t0 + 10 * MS, ());
+        let b = w.insert(t0 + 50 * MS, ());
+        assert_eq!(w.next_expiration(), Some(t0 + 10 * MS));
+        w.cancel(a);
+        assert_eq!(w.next_expiration(), Some(t0 + 50 * MS));
+        w.cancel(b);
+        assert_eq!(w.next_expiration(), None);
+    }
+
+    #[test]
     fn cancel_after_fire_returns_none_even_after_slot_reuse() {
         let t0 = Instant::now();
         let mut w = TimerWheel::new(t0);

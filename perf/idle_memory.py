@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""User-space bytes per idle connection on a `ringwire serve` TCP listener.
+
+Starts the server (one thread), reads its RSS, opens N connections that each echo one byte
+(so the server has accepted them and armed their receive), reads the RSS again, and reports
+(RSS delta) / N. The kernel's own socket memory (/proc/net/sockstat "mem", in pages) is
+reported apart. Connections come from 127.0.0.1..127.0.0.8 to go past one address's ports.
+
+    python3 perf/idle_memory.py --bin target/release/ringwire --driver uring --conns 10000 50000 100000
+"""
+import argparse, json, os, resource, selectors, socket, subprocess, sys, time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def sockstat_pages():
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("mem") + 1])
+    return 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def open_conns(port, n):
+    conns = []
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((f"127.0.0.{1 + i % 8}", 0))
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        conns.append(s)
+    # One byte each, echoed back: the server has accepted and serviced every connection.
+    sel = selectors.DefaultSelector()
+    for s in conns:
+        s.send(b"x")
+        sel.register(s, selectors.EVENT_READ)
+    pending = len(conns)
+    deadline = time.time() + 120
+    while pending and time.time() < deadline:
+        for key, _ in sel.select(timeout=1):
+            if key.fileobj.recv(16):
+                sel.unregister(key.fileobj)
+                pending -= 1
+    if pending:
+        raise RuntimeError(f"{pending} connections never echoed")
+    return conns
+
+
+def measure(binary, driver, n):
+    port, http = free_port(), free_port()
+    srv = subprocess.Popen(
+        [binary, "serve", "--threads", "1", "--driver", driver,
+         "--tcp-echo", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{http}",
+         "--max-connections", str(n + 10)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for _ in range(2):
+            line = srv.stdout.readline()
+            if "listening on" not in line:
+                raise RuntimeError(f"server did not start: {line!r}")
+        time.sleep(0.2)
+        # Warm up allocator paths with a few connections, then measure from there.
+        warm = open_conns(port, 100)
+        for s in warm:
+            s.close()
+        time.sleep(0.5)
+        rss0, mem0 = rss_kib(srv.pid), sockstat_pages()
+        conns = open_conns(port, n)
+        time.sleep(0.5)
+        rss1, mem1 = rss_kib(srv.pid), sockstat_pages()
+        res = {
+            "driver": driver, "conns": n,
+            "rss_before_kib": rss0, "rss_after_kib": rss1,
+            "user_bytes_per_conn": round((rss1 - rss0) * 1024 / n, 1),
+            "kernel_tcp_mem_bytes_per_conn": round((mem1 - mem0) * 4096 / n, 1),
+        }
+        for s in conns:
+            s.close()
+        return res
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/ringwire")
+    ap.add_argument("--driver", action="append", default=[])
+    ap.add_argument("--conns", type=int, nargs="+", default=[10000])
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    need = max(a.conns) * 2 + 1000
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))  # root may raise the hard limit
+    out = []
+    for d in a.driver or ["uring", "epoll"]:
+        for n in a.conns:
+            r = measure(a.bin, d, n)
+            out.append(r)
+            if not a.json:
+                print(f"driver={d:5} conns={n:6}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
+                      f"(RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB)  "
+                      f"kernel TCP mem {r['kernel_tcp_mem_bytes_per_conn']:7.1f} B/conn", flush=True)
+    if a.json:
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
