@@ -321,6 +321,14 @@ pub(crate) struct UdpOut {
     pub data: Bytes,
 }
 
+/// A UDP socket change requested by a plugin.
+pub(crate) enum UdpOp {
+    /// A socket bound by [`CoreCtx::udp_bind`], to start receiving on.
+    Add(usize, std::net::UdpSocket),
+    /// Stop receiving and close; the driver returns the id to `udp_free` when nothing refers to it.
+    Close(usize),
+}
+
 /// Everything a context may touch.
 pub(crate) struct Shared {
     pub core: usize,
@@ -334,7 +342,12 @@ pub(crate) struct Shared {
     pub stats: CoreStats,
     pub stopping: bool,
     pub udp_out: Vec<UdpOut>,
-    pub udp_socks: usize,
+    /// Per UDP id: is the socket live (bound and not closed by the plugin)?
+    pub udp_live: Vec<bool>,
+    /// Ids whose sockets the driver has fully released, free for reuse.
+    pub udp_free: Vec<usize>,
+    /// Sockets added or closed by plugins, for the driver to pick up after the callback.
+    pub udp_ops: Vec<UdpOp>,
     pub driver: crate::DriverKind,
 }
 
@@ -543,6 +556,37 @@ impl<'a> CoreCtx<'a> {
             .count()
     }
 
+    /// Bind a new UDP socket on this core (a TURN relay, a client socket). Datagrams to it arrive
+    /// in [`Plugin::on_datagram`] with the returned id. Port 0 picks a free port.
+    pub fn udp_bind(&mut self, addr: SocketAddr) -> std::io::Result<(UdpId, SocketAddr)> {
+        let s = std::net::UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        let local = s.local_addr()?;
+        let id = match self.sh.udp_free.pop() {
+            Some(id) => id,
+            None => {
+                self.sh.udp_live.push(false);
+                self.sh.udp_live.len() - 1
+            }
+        };
+        if let Some(l) = self.sh.udp_live.get_mut(id) {
+            *l = true;
+        }
+        self.sh.udp_ops.push(UdpOp::Add(id, s));
+        Ok((UdpId(id), local))
+    }
+
+    /// Close a UDP socket opened with [`CoreCtx::udp_bind`] (or a bound one). Datagrams queued
+    /// on it before the close are still sent.
+    pub fn udp_close(&mut self, sock: UdpId) {
+        if let Some(l) = self.sh.udp_live.get_mut(sock.0)
+            && *l
+        {
+            *l = false;
+            self.sh.udp_ops.push(UdpOp::Close(sock.0));
+        }
+    }
+
     /// Queue a datagram on one of this core's UDP sockets; sent after the callback returns.
     /// Returns false (and counts a drop) for an unknown socket.
     pub fn send_datagram(
@@ -551,7 +595,7 @@ impl<'a> CoreCtx<'a> {
         to: SocketAddr,
         data: impl crate::plugin::IntoChunk,
     ) -> bool {
-        if sock.0 >= self.sh.udp_socks {
+        if !self.sh.udp_live.get(sock.0).copied().unwrap_or(false) {
             self.sh.stats.datagrams_dropped += 1;
             return false;
         }

@@ -135,7 +135,9 @@ impl ServerBuilder {
                         stats: CoreStats::default(),
                         stopping: false,
                         udp_out: Vec::new(),
-                        udp_socks: udp_n,
+                        udp_live: vec![true; udp_n],
+                        udp_free: Vec::new(),
+                        udp_ops: Vec::new(),
                         driver,
                     };
                     let plugin = factory.create(core);

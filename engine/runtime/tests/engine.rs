@@ -33,6 +33,7 @@ both_drivers!(
     max_connections_refused,
     tiny_buffers_enobufs,
     udp_echo,
+    udp_bind_and_close_at_runtime,
     read_throttle,
     write_throttle,
     input_overflow_aborts,
@@ -689,4 +690,74 @@ fn stats_count(d: DriverChoice) {
             && st[0].bytes_in == 1000
             && st[0].bytes_out == 1000
     });
+}
+
+/// On the listener: "bind" opens a relay-like socket and answers its port; datagrams to a bound
+/// socket are echoed with a prefix; "close:N" closes socket N.
+struct UdpRelay;
+impl Plugin for UdpRelay {
+    type Conn = ();
+    fn on_open(&mut self, _cx: &mut ConnCtx<'_>) -> Option<()> {
+        None
+    }
+    fn on_data(&mut self, _: &mut (), _cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        data.len()
+    }
+    fn on_datagram(
+        &mut self,
+        cx: &mut CoreCtx<'_>,
+        sock: UdpId,
+        from: SocketAddr,
+        data: &mut [u8],
+    ) {
+        if sock.0 == 0 {
+            if data == b"bind" {
+                let (id, local) = cx.udp_bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                cx.send_datagram(
+                    sock,
+                    from,
+                    format!("{} {}", id.0, local.port()).into_bytes(),
+                );
+            } else if let Some(n) = data.strip_prefix(b"close:") {
+                let n: usize = std::str::from_utf8(n).unwrap().parse().unwrap();
+                cx.udp_close(UdpId(n));
+                cx.send_datagram(sock, from, b"closed".to_vec());
+            }
+        } else {
+            let mut out = b"relay:".to_vec();
+            out.extend_from_slice(data);
+            cx.send_datagram(sock, from, out);
+        }
+    }
+}
+
+fn udp_bind_and_close_at_runtime(d: DriverChoice) {
+    let mut b = ServerBuilder::new(cfg(d, 1));
+    b.udp("127.0.0.1:0".parse().unwrap());
+    let server = b.start(|_| UdpRelay).unwrap();
+    let ctl = server.udp_addrs()[0];
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut ask = |msg: &[u8], to: SocketAddr| -> String {
+        c.send_to(msg, to).unwrap();
+        let (k, _) = c.recv_from(&mut buf).unwrap();
+        String::from_utf8(buf[..k].to_vec()).unwrap()
+    };
+    for round in 0..3 {
+        let r = ask(b"bind", ctl);
+        let (id, port) = r.split_once(' ').unwrap();
+        let relay: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert_eq!(ask(b"data", relay), "relay:data", "round {round}");
+        assert_eq!(ask(format!("close:{id}").as_bytes(), ctl), "closed");
+        // Closed: nothing answers there any more (the port is released).
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = c.send_to(b"late", relay);
+        assert!(
+            c.recv_from(&mut [0u8; 64]).is_err(),
+            "closed socket answered"
+        );
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
 }

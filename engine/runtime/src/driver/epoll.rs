@@ -381,6 +381,39 @@ impl Epoll {
     }
 
     fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
+        let ops = std::mem::take(&mut core.sh.udp_ops);
+        let mut closes = Vec::new();
+        for op in ops {
+            match op {
+                crate::core::UdpOp::Add(id, sock) => {
+                    if self.udp.len() <= id {
+                        self.udp.resize_with(id + 1, || None);
+                    }
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&sock.as_raw_fd()),
+                        token(OP_UDP, id as u64),
+                        Interest::READABLE,
+                    ) {
+                        tracing::warn!("epoll register of a UDP socket failed: {e}");
+                    }
+                    self.udp[id] = Some(sock);
+                }
+                crate::core::UdpOp::Close(id) => closes.push(id),
+            }
+        }
+        self.send_datagrams(core);
+        for id in closes {
+            if let Some(s) = self.udp.get_mut(id).and_then(Option::take) {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+            core.sh.udp_free.push(id);
+        }
+    }
+
+    fn send_datagrams<P: Plugin>(&mut self, core: &mut Core<P>) {
         for out in core.sh.udp_out.drain(..) {
             let Some(fd) = self
                 .udp
@@ -415,7 +448,10 @@ impl Epoll {
     pub(crate) fn run<P: Plugin>(mut self, core: &mut Core<P>, bus: &Bus) -> io::Result<()> {
         loop {
             core.sh.now = Instant::now();
-            while !core.sh.dirty.is_empty() || !core.sh.udp_out.is_empty() {
+            while !core.sh.dirty.is_empty()
+                || !core.sh.udp_out.is_empty()
+                || !core.sh.udp_ops.is_empty()
+            {
                 let dirty = std::mem::take(&mut core.sh.dirty);
                 for key in &dirty {
                     self.service(core, *key);

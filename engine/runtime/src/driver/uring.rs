@@ -215,6 +215,7 @@ impl SendOp {
 
 /// A UDP datagram in flight: its header, address and payload stay here until the CQE.
 struct UdpSend {
+    sock: usize,
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
@@ -229,6 +230,10 @@ struct Listener {
 struct Udp {
     sock: Option<UdpSocket>,
     armed: bool,
+    /// The plugin closed it (or the server stops): release once nothing is in flight.
+    closing: bool,
+    /// Sends in flight on this socket; its fd must stay open until they complete.
+    sends: u32,
     /// The template msghdr multishot recvmsg reads name and control lengths from.
     hdr: Box<libc::msghdr>,
 }
@@ -256,6 +261,7 @@ pub(crate) struct Uring {
     ring: IoUring,
     bufs: BufRing,
     udp_bufs: Option<BufRing>,
+    udp_buf_cfg: (u16, usize),
     udp_sends: Slab<Box<UdpSend>>,
     /// Boxed so a SendOp's address (which the kernel holds) never moves with the Vec.
     #[allow(clippy::vec_box)]
@@ -290,13 +296,13 @@ impl Uring {
             }
         };
         let bufs = BufRing::new(&ring, cfg.recv_buffers, cfg.recv_buffer_size, BGID_TCP)?;
+        let udp_size = std::mem::size_of::<types::RecvMsgOut>()
+            + std::mem::size_of::<libc::sockaddr_storage>()
+            + cfg.udp_max_datagram;
         let udp_bufs = if udp.is_empty() {
             None
         } else {
-            let size = std::mem::size_of::<types::RecvMsgOut>()
-                + std::mem::size_of::<libc::sockaddr_storage>()
-                + cfg.udp_max_datagram;
-            Some(BufRing::new(&ring, cfg.udp_buffers, size, BGID_UDP)?)
+            Some(BufRing::new(&ring, cfg.udp_buffers, udp_size, BGID_UDP)?)
         };
         // SAFETY: plain eventfd creation; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -312,6 +318,8 @@ impl Uring {
                 Udp {
                     sock: Some(s),
                     armed: false,
+                    closing: false,
+                    sends: 0,
                     hdr,
                 }
             })
@@ -320,6 +328,7 @@ impl Uring {
             ring,
             bufs,
             udp_bufs,
+            udp_buf_cfg: (cfg.udp_buffers, udp_size),
             udp_sends: Slab::new(),
             pool: Vec::new(),
             listeners: listeners
@@ -380,7 +389,7 @@ impl Uring {
         }
         for i in 0..self.udp.len() {
             let u = &self.udp[i];
-            if u.armed {
+            if u.armed || u.closing || self.udp_bufs.is_none() {
                 continue;
             }
             let Some(fd) = u.sock.as_ref().map(|s| s.as_raw_fd()) else {
@@ -419,14 +428,7 @@ impl Uring {
             }
         }
         for i in 0..self.udp.len() {
-            if self.udp[i].armed {
-                let e = opcode::AsyncCancel::new(ud(OP_UDP_RECV, i as u64))
-                    .build()
-                    .user_data(ud(OP_CANCEL, 0));
-                self.push(e);
-            } else {
-                self.udp[i].sock = None;
-            }
+            self.close_udp(i);
         }
     }
 
@@ -568,7 +570,85 @@ impl Uring {
         self.push(e.user_data(ud(OP_SEND, key.to_u64())));
     }
 
+    /// Stop receiving on UDP socket `i`; its fd closes once no operation refers to it.
+    fn close_udp(&mut self, i: usize) {
+        let Some(u) = self.udp.get_mut(i) else { return };
+        if u.sock.is_none() || u.closing {
+            return;
+        }
+        u.closing = true;
+        if u.armed {
+            let e = opcode::AsyncCancel::new(ud(OP_UDP_RECV, i as u64))
+                .build()
+                .user_data(ud(OP_CANCEL, 0));
+            self.push(e);
+        }
+    }
+
+    /// Release closed UDP sockets nothing refers to any more; their ids become free again.
+    fn release_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
+        for (i, u) in self.udp.iter_mut().enumerate() {
+            if u.closing && !u.armed && u.sends == 0 && u.sock.is_some() {
+                u.sock = None;
+                u.closing = false;
+                if !core.sh.stopping {
+                    core.sh.udp_free.push(i);
+                }
+            }
+        }
+    }
+
     fn flush_udp<P: Plugin>(&mut self, core: &mut Core<P>) {
+        let ops = std::mem::take(&mut core.sh.udp_ops);
+        let mut closes = Vec::new();
+        for op in ops {
+            match op {
+                crate::core::UdpOp::Add(id, sock) => {
+                    if self.udp_bufs.is_none() {
+                        let (n, size) = self.udp_buf_cfg;
+                        match BufRing::new(&self.ring, n, size, BGID_UDP) {
+                            Ok(b) => self.udp_bufs = Some(b),
+                            Err(e) => tracing::warn!("UDP buffer ring registration failed: {e}"),
+                        }
+                    }
+                    // SAFETY: all-zero is a valid msghdr.
+                    let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+                    hdr.msg_namelen =
+                        std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                    let u = Udp {
+                        sock: Some(sock),
+                        armed: false,
+                        closing: false,
+                        sends: 0,
+                        hdr,
+                    };
+                    if self.udp.len() <= id {
+                        self.udp.resize_with(id + 1, || {
+                            // SAFETY: all-zero is a valid msghdr.
+                            let hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+                            Udp {
+                                sock: None,
+                                armed: false,
+                                closing: false,
+                                sends: 0,
+                                hdr,
+                            }
+                        });
+                    }
+                    self.udp[id] = u;
+                }
+                crate::core::UdpOp::Close(id) => closes.push(id),
+            }
+        }
+        self.arm_udp(core.sh.stopping);
+        self.send_datagrams(core);
+        for id in closes {
+            self.close_udp(id);
+        }
+        self.release_udp(core);
+    }
+
+    fn send_datagrams<P: Plugin>(&mut self, core: &mut Core<P>) {
         for out in core.sh.udp_out.drain(..) {
             let Some(fd) = self
                 .udp
@@ -580,7 +660,11 @@ impl Uring {
                 continue;
             };
             let (addr, alen) = std_to_sockaddr(&out.to);
+            if let Some(u) = self.udp.get_mut(out.sock.0) {
+                u.sends += 1;
+            }
             let mut op = Box::new(UdpSend {
+                sock: out.sock.0,
                 // SAFETY: all-zero is a valid msghdr.
                 hdr: unsafe { std::mem::zeroed() },
                 iov: libc::iovec {
@@ -616,7 +700,10 @@ impl Uring {
             self.arm_listeners(core.sh.stopping);
             self.arm_udp(core.sh.stopping);
             // Service every connection a callback touched, until none is left.
-            while !core.sh.dirty.is_empty() || !core.sh.udp_out.is_empty() {
+            while !core.sh.dirty.is_empty()
+                || !core.sh.udp_out.is_empty()
+                || !core.sh.udp_ops.is_empty()
+            {
                 let dirty = std::mem::take(&mut core.sh.dirty);
                 for key in &dirty {
                     self.service(core, *key);
@@ -780,8 +867,9 @@ impl Uring {
                 if !more && let Some(u) = self.udp.get_mut(i) {
                     u.armed = false;
                     if core.sh.stopping {
-                        u.sock = None;
+                        u.closing = true;
                     }
+                    self.release_udp(core);
                 }
                 let Some(bid) = cqueue::buffer_select(flags) else {
                     return;
@@ -830,7 +918,11 @@ impl Uring {
             }
             OP_UDP_SEND => {
                 let k = Key::from_u64(v);
-                if self.udp_sends.remove(k).is_some() {
+                if let Some(op) = self.udp_sends.remove(k) {
+                    if let Some(u) = self.udp.get_mut(op.sock) {
+                        u.sends = u.sends.saturating_sub(1);
+                    }
+                    self.release_udp(core);
                     if res >= 0 {
                         core.sh.stats.datagrams_out += 1;
                     } else {
