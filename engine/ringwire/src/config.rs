@@ -18,9 +18,23 @@
 //! uring_entries = 1024
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
+//! # STUN/TURN (docs/stun.md)
+//! stun = ["127.0.0.1:3478"]      # UDP and TCP on each address
+//! turn_user = ["user:pass"]
+//! realm = "ringwire"
+//! turn_secret = "shared-secret"  # REST credentials "expiry:user"
+//! turn_relay_ports = "49152-65535"
+//! turn_relay_ip = ["127.0.0.1"]
+//! turn_external_ip = "203.0.113.1"
+//! turn_allow_loopback_peers = false
+//! turn_allow_private_peers = false
+//! turn_rfc5766_channels = false  # accept channels up to 0x7FFF
+//! turn_user_quota = 0           # 0 = unlimited
+//! turn_max_lifetime = 3600
+//! stun_alternate_server = "192.0.2.2:3478"
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -63,6 +77,54 @@ pub struct FileConfig {
     pub recv_buffers: Option<u16>,
     /// Receive buffer size (bytes).
     pub recv_buffer_size: Option<usize>,
+    /// WebSocket: largest message (bytes, inflated), close 1009 past it.
+    pub ws_max_message: Option<usize>,
+    /// WebSocket: largest frame payload (bytes), close 1009 past it.
+    pub ws_max_frame: Option<usize>,
+    /// WebSocket: most fragments in one message, close 1009 past it.
+    pub ws_max_fragments: Option<u32>,
+    /// WebSocket: offer/accept permessage-deflate.
+    pub ws_compression: Option<bool>,
+    /// WebSocket: compress only messages of at least this many bytes.
+    pub ws_compress_threshold: Option<usize>,
+    /// WebSocket: ping interval in ms (0 = no heartbeat).
+    pub ws_heartbeat_ms: Option<u64>,
+    /// WebSocket: close when no pong arrives this long after a ping (ms).
+    pub ws_heartbeat_timeout_ms: Option<u64>,
+    /// WebSocket: ping only when nothing arrived during the interval.
+    pub ws_heartbeat_only_idle: Option<bool>,
+    /// WebSocket: close after this long without input (ms, 0 = never).
+    pub ws_idle_timeout_ms: Option<u64>,
+    /// WebSocket: a complete upgrade request must arrive within this time (ms).
+    pub ws_handshake_timeout_ms: Option<u64>,
+    /// WebSocket: subprotocols the server speaks, in order of preference.
+    pub ws_subprotocols: Option<Vec<String>>,
+    /// STUN/TURN listeners (UDP and TCP on each address).
+    pub stun: Option<Vec<SocketAddr>>,
+    /// TURN users, `"USER:PASSWORD"`.
+    pub turn_user: Option<Vec<String>>,
+    /// Long-term credential realm.
+    pub realm: Option<String>,
+    /// TURN REST shared secret.
+    pub turn_secret: Option<String>,
+    /// Relay port range, `"A-B"`.
+    pub turn_relay_ports: Option<String>,
+    /// Relay bind addresses (one per family).
+    pub turn_relay_ip: Option<Vec<IpAddr>>,
+    /// Advertised relay address (1:1 NAT).
+    pub turn_external_ip: Option<IpAddr>,
+    /// Allow loopback peers.
+    pub turn_allow_loopback_peers: Option<bool>,
+    /// Allow private / link-local peers.
+    pub turn_allow_private_peers: Option<bool>,
+    /// Accept channel numbers up to 0x7FFF.
+    pub turn_rfc5766_channels: Option<bool>,
+    /// Most allocations per user (0 = unlimited).
+    pub turn_user_quota: Option<u32>,
+    /// Longest allocation lifetime (s).
+    pub turn_max_lifetime: Option<u64>,
+    /// 300 Try Alternate target.
+    pub stun_alternate_server: Option<SocketAddr>,
 }
 
 /// A configuration error with the key it concerns.
@@ -92,7 +154,7 @@ impl FileConfig {
 
     /// Merge `over` (flags) onto `self` (file): set fields of `over` win.
     pub fn merge(self, over: FileConfig) -> FileConfig {
-        macro_rules! pick { ($($f:ident),*) => { FileConfig { $($f: over.$f.or(self.$f)),* } } }
+        macro_rules! pick { ($($f:ident),* $(,)?) => { FileConfig { $($f: over.$f.or(self.$f)),* } } }
         pick!(
             bind,
             tcp_echo,
@@ -109,7 +171,31 @@ impl FileConfig {
             throttle_write,
             uring_entries,
             recv_buffers,
-            recv_buffer_size
+            recv_buffer_size,
+            ws_max_message,
+            ws_max_frame,
+            ws_max_fragments,
+            ws_compression,
+            ws_compress_threshold,
+            ws_heartbeat_ms,
+            ws_heartbeat_timeout_ms,
+            ws_heartbeat_only_idle,
+            ws_idle_timeout_ms,
+            ws_handshake_timeout_ms,
+            ws_subprotocols,
+            stun,
+            turn_user,
+            realm,
+            turn_secret,
+            turn_relay_ports,
+            turn_relay_ip,
+            turn_external_ip,
+            turn_allow_loopback_peers,
+            turn_allow_private_peers,
+            turn_rfc5766_channels,
+            turn_user_quota,
+            turn_max_lifetime,
+            stun_alternate_server,
         )
     }
 
@@ -171,6 +257,55 @@ impl FileConfig {
     }
 }
 
+impl FileConfig {
+    /// The WebSocket plugin's settings this describes.
+    pub fn ws(&self) -> Result<crate::ws::WsServerConfig, ConfigError> {
+        let mut c = crate::ws::WsServerConfig::default();
+        if let Some(v) = self.ws_max_message {
+            c.codec.max_message_size = v;
+        }
+        if let Some(v) = self.ws_max_frame {
+            c.codec.max_frame_payload = v;
+        }
+        if let Some(v) = self.ws_max_fragments {
+            c.codec.max_fragments = v;
+        }
+        // `ringwire serve` negotiates permessage-deflate unless told not to.
+        c.codec.deflate.enabled = self.ws_compression.unwrap_or(true);
+        if let Some(v) = self.ws_compress_threshold {
+            c.codec.deflate.compress_threshold = v;
+        }
+        if let Some(ms) = self.ws_heartbeat_ms.filter(|&ms| ms > 0) {
+            let timeout =
+                Duration::from_millis(self.ws_heartbeat_timeout_ms.unwrap_or(ms.max(1000)));
+            c.heartbeat = Some(crate::ws::Heartbeat {
+                interval: Duration::from_millis(ms),
+                timeout,
+                only_if_idle: self.ws_heartbeat_only_idle.unwrap_or(false),
+            });
+        } else if self.ws_heartbeat_timeout_ms.is_some() || self.ws_heartbeat_only_idle.is_some() {
+            return Err(ConfigError(
+                "ws_heartbeat_timeout_ms / ws_heartbeat_only_idle need ws_heartbeat_ms".into(),
+            ));
+        }
+        if let Some(ms) = self.ws_idle_timeout_ms.filter(|&ms| ms > 0) {
+            c.idle_timeout = Some(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.ws_handshake_timeout_ms {
+            if ms == 0 {
+                return Err(ConfigError(
+                    "ws_handshake_timeout_ms must be positive".into(),
+                ));
+            }
+            c.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(p) = &self.ws_subprotocols {
+            c.subprotocols = p.clone();
+        }
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +324,25 @@ mod tests {
         let rt = m.runtime().unwrap();
         assert_eq!(rt.threads, 1);
         assert_eq!(rt.driver, DriverChoice::Epoll);
+    }
+
+    #[test]
+    fn ws_keys() {
+        let f = FileConfig::parse(
+            "ws_max_message = 1000\nws_compression = true\nws_heartbeat_ms = 500\nws_idle_timeout_ms = 9000\n",
+        )
+        .unwrap();
+        let ws = f.ws().unwrap();
+        assert_eq!(ws.codec.max_message_size, 1000);
+        assert!(ws.codec.deflate.enabled);
+        assert_eq!(ws.heartbeat.unwrap().interval, Duration::from_millis(500));
+        assert_eq!(ws.idle_timeout, Some(Duration::from_secs(9)));
+        assert!(
+            FileConfig::parse("ws_heartbeat_timeout_ms = 5")
+                .unwrap()
+                .ws()
+                .is_err()
+        );
     }
 
     #[test]

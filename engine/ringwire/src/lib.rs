@@ -9,7 +9,9 @@
 
 pub mod config;
 pub mod serve;
+pub mod stun;
 pub mod tcp;
 pub mod unavailable;
+pub mod ws;
 
 pub use ringwire_runtime as runtime;

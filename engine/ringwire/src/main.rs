@@ -22,7 +22,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Discover the mapped address with a STUN Binding (prints `mapped-address: IP:PORT`).
+    StunClient(ringwire::stun::cli::StunClientArgs),
+    /// Allocate a TURN relay, bind a channel to a peer and count its echoes.
+    TurnClient(ringwire::stun::cli::TurnClientArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,6 +67,23 @@ struct ServeArgs {
     /// Per-connection write limit in bytes/s (0 = none).
     #[arg(long)]
     throttle_write: Option<u64>,
+    #[command(flatten)]
+    stun: ringwire::stun::cli::StunServeArgs,
+    /// WebSocket: largest message in bytes (close 1009 past it).
+    #[arg(long)]
+    ws_max_message: Option<usize>,
+    /// WebSocket: permessage-deflate on or off.
+    #[arg(long)]
+    ws_compression: Option<bool>,
+    /// WebSocket: ping interval in ms (0 = none).
+    #[arg(long)]
+    ws_heartbeat_ms: Option<u64>,
+    /// WebSocket: close after this many ms without a pong.
+    #[arg(long)]
+    ws_heartbeat_timeout_ms: Option<u64>,
+    /// WebSocket: close after this many ms without input (0 = never).
+    #[arg(long)]
+    ws_idle_timeout_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -75,13 +96,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Serve(a) => match run_serve(a) {
+        Cmd::Serve(a) => match run_serve(*a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ringwire: {e}");
                 ExitCode::FAILURE
             }
         },
+        Cmd::StunClient(a) => ringwire::stun::cli::stun_client(a),
+        Cmd::TurnClient(a) => ringwire::stun::cli::turn_client(a),
     }
 }
 
@@ -102,14 +125,21 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_timeout_ms: a.shutdown_timeout_ms,
         throttle_read: a.throttle_read,
         throttle_write: a.throttle_write,
+        ws_max_message: a.ws_max_message,
+        ws_compression: a.ws_compression,
+        ws_heartbeat_ms: a.ws_heartbeat_ms,
+        ws_heartbeat_timeout_ms: a.ws_heartbeat_timeout_ms,
+        ws_idle_timeout_ms: a.ws_idle_timeout_ms,
         ..Default::default()
     };
+    let flags = a.stun.apply(flags);
     let cfg = file.merge(flags);
     let rt = cfg.runtime()?;
-    let binds = cfg
-        .bind
-        .clone()
-        .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+    // The default HTTP listener is left out of a STUN-only server.
+    let binds = cfg.bind.clone().unwrap_or_else(|| match cfg.stun {
+        Some(_) => Vec::new(),
+        None => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+    });
     let mut listeners: Vec<(SocketAddr, Service)> =
         binds.into_iter().map(|b| (b, Service::Http)).collect();
     listeners.extend(
@@ -120,7 +150,15 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .map(|b| (b, Service::TcpEcho)),
     );
 
-    let server = serve::start(rt, &listeners)?;
+    let stun = ringwire::stun::cli::stun_service(&cfg)?;
+    if let Some((_, addrs)) = &stun {
+        listeners.extend(addrs.iter().map(|a| (*a, Service::Stun)));
+    }
+    let services = serve::ServeConfig {
+        ws: cfg.ws()?,
+        stun: stun.map(|(s, _)| s),
+    };
+    let server = serve::start_with(rt, services, &listeners)?;
     let stopper = server.stopper();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

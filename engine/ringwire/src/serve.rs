@@ -1,46 +1,73 @@
 //! `ringwire serve`: the listeners of the binary, each with its service, on one server.
+//!
+//! [`Router`] is the one plugin the runtime runs on every core; it hands each connection (and
+//! each bus message, timer and stop) to the service of the listener it arrived on.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ringwire_runtime::{ConnCtx, CoreCtx, Plugin, RuntimeConfig, ServerBuilder, ServerHandle};
+use ringwire_runtime::{
+    BusMessage, CloseReason, ConnCtx, CoreCtx, Plugin, RuntimeConfig, ServerBuilder, ServerHandle,
+};
 
+use crate::stun::{StunConn, StunServer, StunService, is_stun_timer};
 use crate::tcp::Echo;
-use crate::unavailable::Unavailable;
+use crate::ws::{EchoHandler, HttpConn, WsServer, WsServerConfig};
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
-    /// HTTP and WebSocket (a 503 stand-in until those plugins land).
+    /// HTTP and WebSocket (WebSocket echo on every path; plain HTTP gets the 503 stand-in).
     Http,
     /// Raw TCP echo.
     TcpEcho,
+    /// STUN and TURN, on UDP and TCP at the same address.
+    Stun,
+}
+
+/// Everything the services of `ringwire serve` are configured with.
+#[derive(Clone, Debug, Default)]
+pub struct ServeConfig {
+    /// The WebSocket plugin's settings.
+    pub ws: WsServerConfig,
+    /// The STUN/TURN service of the [`Service::Stun`] listeners.
+    pub stun: Option<StunService>,
 }
 
 /// Routes each connection to the service of the listener it arrived on.
 pub struct Router {
     services: Arc<Vec<Service>>,
-    http: Unavailable,
+    http: WsServer<EchoHandler>,
     echo: Echo,
+    stun: Option<StunServer>,
 }
 
 /// A connection's service state.
 pub enum RouterConn {
-    /// On the HTTP listener.
-    Http(()),
+    /// On the HTTP/WebSocket listener.
+    Http(HttpConn),
     /// On an echo listener.
     Echo(()),
+    /// On a STUN/TURN listener.
+    Stun(StunConn),
 }
 
 impl Router {
     /// A router for one core; `services[i]` serves listener `i`.
-    pub fn new(services: Arc<Vec<Service>>) -> Self {
+    pub fn new(services: Arc<Vec<Service>>, cfg: &ServeConfig) -> Self {
         Router {
             services,
-            http: Unavailable,
+            http: WsServer::new(EchoHandler, Arc::new(cfg.ws.clone())),
             echo: Echo,
+            stun: None,
         }
+    }
+
+    /// Serve the STUN/TURN listeners (and their relay sockets) with this core's plugin.
+    pub fn with_stun(mut self, stun: StunServer) -> Self {
+        self.stun = Some(stun);
+        self
     }
 }
 
@@ -51,6 +78,7 @@ impl Plugin for Router {
         match self.services.get(cx.listener().0).copied()? {
             Service::Http => self.http.on_open(cx).map(RouterConn::Http),
             Service::TcpEcho => self.echo.on_open(cx).map(RouterConn::Echo),
+            Service::Stun => self.stun.as_mut()?.on_open(cx).map(RouterConn::Stun),
         }
     }
 
@@ -58,6 +86,18 @@ impl Plugin for Router {
         match conn {
             RouterConn::Http(c) => self.http.on_data(c, cx, data),
             RouterConn::Echo(c) => self.echo.on_data(c, cx, data),
+            RouterConn::Stun(c) => match self.stun.as_mut() {
+                Some(s) => s.on_data(c, cx, data),
+                None => data.len(),
+            },
+        }
+    }
+
+    fn on_read_closed(&mut self, conn: &mut RouterConn, cx: &mut ConnCtx<'_>) {
+        match conn {
+            RouterConn::Http(c) => self.http.on_read_closed(c, cx),
+            RouterConn::Echo(c) => self.echo.on_read_closed(c, cx),
+            RouterConn::Stun(_) => cx.close(),
         }
     }
 
@@ -65,23 +105,93 @@ impl Plugin for Router {
         match conn {
             RouterConn::Http(c) => self.http.on_drained(c, cx),
             RouterConn::Echo(c) => self.echo.on_drained(c, cx),
+            RouterConn::Stun(_) => {}
         }
     }
 
-    fn on_stop(&mut self, _cx: &mut CoreCtx<'_>) {}
+    fn on_timer(&mut self, conn: &mut RouterConn, cx: &mut ConnCtx<'_>, token: u64) {
+        match conn {
+            RouterConn::Http(c) => self.http.on_timer(c, cx, token),
+            RouterConn::Echo(c) => self.echo.on_timer(c, cx, token),
+            RouterConn::Stun(_) => {}
+        }
+    }
+
+    fn on_close(&mut self, conn: RouterConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        match conn {
+            RouterConn::Http(c) => self.http.on_close(c, cx, reason),
+            RouterConn::Echo(c) => self.echo.on_close(c, cx, reason),
+            RouterConn::Stun(c) => {
+                if let Some(s) = self.stun.as_mut() {
+                    s.on_close(c, cx, reason);
+                }
+            }
+        }
+    }
+
+    fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {
+        if let Some(s) = self.stun.as_mut().filter(|_| is_stun_timer(token)) {
+            s.on_core_timer(cx, token);
+        }
+    }
+
+    fn on_datagram(
+        &mut self,
+        cx: &mut CoreCtx<'_>,
+        sock: ringwire_runtime::UdpId,
+        from: SocketAddr,
+        data: &mut [u8],
+    ) {
+        // Only STUN binds UDP sockets (its listeners and its relays).
+        if let Some(s) = self.stun.as_mut() {
+            s.on_datagram(cx, sock, from, data);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
+        self.http.on_message(cx, msg);
+    }
+
+    fn on_stop(&mut self, cx: &mut CoreCtx<'_>) {
+        self.http.on_stop(cx);
+        self.echo.on_stop(cx);
+        if let Some(s) = self.stun.as_mut() {
+            s.on_stop(cx);
+        }
+    }
 }
 
-/// Start a server with these listeners; returns it once every core listens.
+/// Start a server with these listeners and default service settings.
 pub fn start(
     cfg: RuntimeConfig,
     listeners: &[(SocketAddr, Service)],
 ) -> std::io::Result<ServerHandle> {
+    start_with(cfg, ServeConfig::default(), listeners)
+}
+
+/// Start a server with these listeners and service settings; returns once every core listens.
+pub fn start_with(
+    cfg: RuntimeConfig,
+    services_cfg: ServeConfig,
+    listeners: &[(SocketAddr, Service)],
+) -> std::io::Result<ServerHandle> {
+    let cores = cfg.resolved_threads();
     let mut b = ServerBuilder::new(cfg);
-    for (addr, _) in listeners {
+    for (addr, service) in listeners {
+        if *service == Service::Stun {
+            // STUN answers UDP and TCP on one port (the caller resolves port 0 first).
+            b.udp(*addr);
+        }
         b.tcp(*addr);
     }
     let services: Arc<Vec<Service>> = Arc::new(listeners.iter().map(|(_, s)| *s).collect());
-    b.start(move |_core| Router::new(services.clone()))
+    b.start(move |core| {
+        let r = Router::new(services.clone(), &services_cfg);
+        match &services_cfg.stun {
+            Some(svc) => r.with_stun(svc.plugin(core, cores)),
+            None => r,
+        }
+    })
 }
 
 /// Print the readiness lines, exactly `listening on ADDR (driver=D, threads=N)` per listener.

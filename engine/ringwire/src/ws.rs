@@ -1,0 +1,926 @@
+//! WebSocket on the engine: the plugin that serves the HTTP/WebSocket port, and the user API.
+//!
+//! One [`WsServer`] runs on every core. A connection starts in the handshake state: the request
+//! head is parsed (bounded by [`WsServerConfig::max_handshake`] and a deadline against slowloris),
+//! the user's [`WsHandler::on_upgrade`] may refuse it with an HTTP status, subprotocol and
+//! permessage-deflate are negotiated, and the 101 goes out. From then on bytes go through the
+//! sans-IO codec `ringwire_ws::WebSocket`; events reach the handler with payloads borrowed from
+//! the receive buffer where the codec allows it.
+//!
+//! A request without `Upgrade: websocket` is plain HTTP, answered by the HTTP stand-in (503)
+//! until the HTTP plugin lands.
+//!
+//! What the handler gets:
+//! - [`WsCtx`]: send text/binary (with a backpressure result), ping, close(code, reason), the
+//!   connection's stable id, subscribe/unsubscribe to channels, broadcast;
+//! - [`WsCore`]: the same broadcast and per-id sends from outside a connection's callback.
+//!
+//! Broadcast ([`Broadcast`]) goes to all connections, a channel or a subprotocol, on every core,
+//! with include and exclude lists. The frame is encoded once and the same refcounted bytes go to
+//! every receiver; receivers that negotiated permessage-deflate with
+//! `server_no_context_takeover` get a compressed frame, compressed once per core and window
+//! size; receivers with context takeover get the uncompressed frame (RFC 7692 allows it, and a
+//! frame compressed elsewhere would desynchronise their window).
+//!
+//! Timers per connection: the handshake deadline, the heartbeat (ping every interval, close
+//! after a timeout without pong; optionally only when nothing arrived during the interval; or a
+//! custom heartbeat message from the handler), the idle timeout, and the closing handshake's
+//! timeout from the codec.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringwire_runtime::{
+    BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, SendError, TimerId,
+};
+use ringwire_ws::handshake::{UpgradeRequest, write_accept, write_error_response, write_reject};
+use ringwire_ws::{FrameHeader, OpCode, State, WebSocket, WsEvent};
+
+pub use ringwire_ws::{
+    CloseCode, DeflateConfig, DeflateParams, FragmentMode, MessageKind, WsError,
+};
+
+use crate::unavailable::Unavailable;
+
+/// Largest request head accepted for an upgrade, by default (431 past it).
+pub const DEFAULT_MAX_HANDSHAKE: usize = 16 * 1024;
+/// How long a client has to send a complete upgrade request, by default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bus tag of WebSocket broadcasts.
+const TAG_BROADCAST: u64 = 0x5753_4243; // "WSBC"
+
+// Connection timer tokens.
+const T_HANDSHAKE: u64 = 1;
+const T_HEARTBEAT: u64 = 2;
+const T_PONG: u64 = 3;
+const T_IDLE: u64 = 4;
+const T_CLOSE: u64 = 5;
+
+/// Heartbeat settings (the suite's HeartBeat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Send a ping (or the handler's custom heartbeat) every `interval`.
+    pub interval: Duration,
+    /// Close the connection when no pong arrived this long after a ping.
+    pub timeout: Duration,
+    /// Only ping when nothing was received during the last interval.
+    pub only_if_idle: bool,
+}
+
+/// Settings of the WebSocket plugin.
+#[derive(Clone, Debug)]
+pub struct WsServerConfig {
+    /// The codec's settings: frame, message and fragment limits (close 1009 past them),
+    /// permessage-deflate, close-handshake timeout, whole or streamed delivery.
+    pub codec: ringwire_ws::Config,
+    /// Subprotocols the server speaks, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// Refuse (400) a client that offers subprotocols, none of which the server speaks.
+    /// When false, such a client is accepted without a subprotocol.
+    pub refuse_unknown_subprotocols: bool,
+    /// Largest upgrade request head (431 past it).
+    pub max_handshake: usize,
+    /// A complete upgrade request must arrive within this time of connecting (slowloris).
+    pub handshake_timeout: Duration,
+    /// Close a connection from which nothing arrived for this long (1001).
+    pub idle_timeout: Option<Duration>,
+    /// Ping-based liveness checks.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+impl Default for WsServerConfig {
+    fn default() -> Self {
+        WsServerConfig {
+            codec: ringwire_ws::Config::default(),
+            subprotocols: Vec::new(),
+            refuse_unknown_subprotocols: false,
+            max_handshake: DEFAULT_MAX_HANDSHAKE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: None,
+            heartbeat: None,
+        }
+    }
+}
+
+/// The upgrade request, as the handler sees it before accepting.
+pub struct WsRequest<'a> {
+    req: &'a UpgradeRequest<'a>,
+    peer: SocketAddr,
+    subprotocol: Option<&'a str>,
+}
+
+impl WsRequest<'_> {
+    /// The path (without the query).
+    pub fn path(&self) -> &str {
+        self.req.path()
+    }
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.req.query()
+    }
+    /// A request header (case-insensitive name), raw bytes.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.req.header(name)
+    }
+    /// Every header, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.req.headers().iter().map(|h| (h.name, h.value))
+    }
+    /// The Origin header, for the accept hook's origin policy.
+    pub fn origin(&self) -> Option<&str> {
+        self.req.origin()
+    }
+    /// The Host header.
+    pub fn host(&self) -> &str {
+        self.req.host()
+    }
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+    /// The subprotocol the server chose (if any).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol
+    }
+}
+
+/// What a broadcast reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every WebSocket connection on every core.
+    All,
+    /// Connections subscribed to this channel.
+    Channel(String),
+    /// Connections that negotiated this subprotocol.
+    Subprotocol(String),
+}
+
+/// A message for many connections, on every core.
+#[derive(Clone, Debug)]
+pub struct Broadcast {
+    /// Text or binary.
+    pub kind: MessageKind,
+    /// The payload (refcounted; text must be UTF-8).
+    pub payload: Bytes,
+    /// Who gets it.
+    pub target: Target,
+    /// If set, only these connections (among the target) get it.
+    pub include: Option<Vec<ConnId>>,
+    /// These connections do not get it.
+    pub exclude: Vec<ConnId>,
+}
+
+impl Broadcast {
+    /// A text message for every connection.
+    pub fn text_to_all(text: impl Into<String>) -> Self {
+        Broadcast {
+            kind: MessageKind::Text,
+            payload: Bytes::from(text.into()),
+            target: Target::All,
+            include: None,
+            exclude: Vec::new(),
+        }
+    }
+    /// A message for a channel's subscribers.
+    pub fn to_channel(
+        channel: impl Into<String>,
+        kind: MessageKind,
+        payload: impl Into<Bytes>,
+    ) -> Self {
+        Broadcast {
+            kind,
+            payload: payload.into(),
+            target: Target::Channel(channel.into()),
+            include: None,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// What travels on the bus: the broadcast and its frame, encoded once.
+struct BroadcastMsg {
+    b: Broadcast,
+    frame: Bytes,
+}
+
+fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
+    let h = FrameHeader {
+        fin: true,
+        rsv1,
+        rsv2: false,
+        rsv3: false,
+        opcode: kind.opcode(),
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut v = Vec::with_capacity(h.encoded_len() + payload.len());
+    h.write_to(&mut v);
+    v.extend_from_slice(payload);
+    Bytes::from(v)
+}
+
+/// The per-connection WebSocket state.
+pub struct WsState {
+    ws: WebSocket,
+    id: ConnId,
+    peer: SocketAddr,
+    subprotocol: Option<Arc<str>>,
+    channels: Vec<Arc<str>>,
+    last_rx: Instant,
+    hb_tick: Instant,
+    pong_timer: Option<TimerId>,
+    close_timer: bool,
+    peer_close: Option<(Option<CloseCode>, String)>,
+}
+
+/// A connection on the HTTP/WebSocket port.
+pub enum HttpConn {
+    /// Waiting for a complete request head.
+    Handshake,
+    /// Plain HTTP (the stand-in answers).
+    Plain,
+    /// An open WebSocket.
+    Ws(Box<WsState>),
+}
+
+/// What a WebSocket application implements (one instance per core).
+pub trait WsHandler: 'static {
+    /// An upgrade request arrived. `Err(status)` refuses it with that HTTP status (403 for an
+    /// origin you do not accept, 401 for missing credentials...).
+    fn on_upgrade(&mut self, _req: &WsRequest<'_>) -> Result<(), u16> {
+        Ok(())
+    }
+    /// The 101 went out; the connection is open.
+    fn on_open(&mut self, _ws: &mut WsCtx<'_, '_>) {}
+    /// A whole message arrived (text is valid UTF-8).
+    fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]);
+    /// A fragment of a message arrived (only with `FragmentMode::Stream`); `received` counts the
+    /// message's bytes so far.
+    fn on_fragment(
+        &mut self,
+        _ws: &mut WsCtx<'_, '_>,
+        _kind: MessageKind,
+        _data: &[u8],
+        _fin: bool,
+        _received: u64,
+    ) {
+    }
+    /// A pong arrived.
+    fn on_pong(&mut self, _ws: &mut WsCtx<'_, '_>, _data: &[u8]) {}
+    /// Heartbeat time: return true after sending a custom heartbeat message instead of the ping.
+    fn on_heartbeat(&mut self, _ws: &mut WsCtx<'_, '_>) -> bool {
+        false
+    }
+    /// The peer broke the protocol (the codec already queued the close with the right code), or
+    /// the heartbeat timed out.
+    fn on_error(&mut self, _ws: &mut WsCtx<'_, '_>, _err: WsFailure) {}
+    /// The connection is gone. `code` and `reason` are the peer's Close (1006 and "" when the
+    /// connection ended without one).
+    fn on_close(
+        &mut self,
+        _core: &mut WsCore<'_, '_>,
+        _id: ConnId,
+        _code: CloseCode,
+        _reason: &str,
+    ) {
+    }
+}
+
+/// Why a WebSocket connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WsFailure {
+    /// A protocol error; the close code sent is `err.close_code()`.
+    Protocol(WsError),
+    /// No pong within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// Nothing received within the idle timeout.
+    IdleTimeout,
+}
+
+/// Per-core state the handler reaches through its contexts.
+struct Registry {
+    all: HashSet<ConnId>,
+    channels: HashMap<Arc<str>, HashSet<ConnId>>,
+    subprotocols: HashMap<Arc<str>, HashSet<ConnId>>,
+    /// Connections with permessage-deflate and `server_no_context_takeover`, and their window
+    /// bits: broadcasts reach them compressed (once per core and window size).
+    no_context_takeover: HashMap<ConnId, u8>,
+}
+
+impl Registry {
+    fn join(&mut self, channel: &Arc<str>, id: ConnId) {
+        self.channels.entry(channel.clone()).or_default().insert(id);
+    }
+    fn leave(&mut self, channel: &str, id: ConnId) {
+        if let Some(set) = self.channels.get_mut(channel) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.channels.remove(channel);
+            }
+        }
+    }
+}
+
+/// A WebSocket connection's context inside a handler callback.
+pub struct WsCtx<'a, 'c> {
+    cx: &'a mut ConnCtx<'c>,
+    st: &'a mut WsState,
+    reg: &'a mut Registry,
+    out: &'a mut Vec<u8>,
+}
+
+impl<'c> WsCtx<'_, 'c> {
+    /// The connection's stable, unique id.
+    pub fn id(&self) -> ConnId {
+        self.st.id
+    }
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.st.peer
+    }
+    /// The negotiated subprotocol.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.st.subprotocol.as_deref()
+    }
+    /// The negotiated permessage-deflate parameters.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.st.ws.deflate_params()
+    }
+    /// Bytes queued for this connection and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.cx.buffered() + self.out.len()
+    }
+    /// The core context (timers, bus, other connections of this core).
+    pub fn core(&mut self) -> &mut CoreCtx<'c> {
+        self.cx
+    }
+
+    /// Send a text message. `Ok` gives the bytes now buffered for this connection (the
+    /// backpressure status: compare it with the connection's limit, or wait for `buffered()`
+    /// to fall); `Err(Closed)` once the connection is closing. A peer that lets the queue grow
+    /// past the runtime's out-queue limit is cut off.
+    pub fn send_text(&mut self, text: &str) -> Result<usize, SendError> {
+        self.send(MessageKind::Text, text.as_bytes())
+    }
+    /// Send a binary message; see [`WsCtx::send_text`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        self.send(MessageKind::Binary, data)
+    }
+    /// Send a message of either kind.
+    pub fn send(&mut self, kind: MessageKind, data: &[u8]) -> Result<usize, SendError> {
+        self.st
+            .ws
+            .send_message(kind, data, self.out)
+            .map_err(|_| SendError::Closed)?;
+        Ok(self.buffered())
+    }
+    /// Send a fragment of a message (`fin` on the last one).
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<usize, SendError> {
+        self.st
+            .ws
+            .send_fragment(kind, data, fin, self.out)
+            .map_err(|_| SendError::Closed)?;
+        Ok(self.buffered())
+    }
+    /// Send a ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.st.ws.ping(payload, self.out)
+    }
+    /// Start the closing handshake with `code` and `reason` (at most 123 bytes of UTF-8).
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        let now = self.cx.now();
+        self.st.ws.close(now, code, reason, self.out)
+    }
+    /// Subscribe this connection to a channel.
+    pub fn subscribe(&mut self, channel: &str) {
+        if self.st.channels.iter().any(|c| &**c == channel) {
+            return;
+        }
+        let c: Arc<str> = Arc::from(channel);
+        self.reg.join(&c, self.st.id);
+        self.st.channels.push(c);
+    }
+    /// Unsubscribe this connection from a channel.
+    pub fn unsubscribe(&mut self, channel: &str) {
+        self.st.channels.retain(|c| &**c != channel);
+        self.reg.leave(channel, self.st.id);
+    }
+    /// The channels this connection is subscribed to.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.st.channels.iter().map(|c| &**c)
+    }
+    /// Broadcast on every core (this connection included unless excluded).
+    pub fn broadcast(&mut self, b: Broadcast) -> usize {
+        broadcast(self.cx, b)
+    }
+}
+
+fn broadcast(cx: &mut CoreCtx<'_>, b: Broadcast) -> usize {
+    let frame = encode_frame(b.kind, &b.payload, false);
+    let msg = BusMessage {
+        from: cx.core(),
+        tag: TAG_BROADCAST,
+        data: frame.clone(),
+        extra: Some(Arc::new(BroadcastMsg { b, frame })),
+    };
+    cx.broadcast_message(msg)
+}
+
+/// A core-level context for WebSocket work outside a connection's callback.
+pub struct WsCore<'a, 'c> {
+    cx: &'a mut CoreCtx<'c>,
+    reg: &'a Registry,
+}
+
+impl<'c> WsCore<'_, 'c> {
+    /// Broadcast on every core.
+    pub fn broadcast(&mut self, b: Broadcast) -> usize {
+        broadcast(self.cx, b)
+    }
+    /// WebSocket connections open on this core.
+    pub fn connections(&self) -> usize {
+        self.reg.all.len()
+    }
+    /// The core context.
+    pub fn core(&mut self) -> &mut CoreCtx<'c> {
+        self.cx
+    }
+}
+
+/// The plugin of the HTTP/WebSocket port.
+pub struct WsServer<H> {
+    handler: H,
+    cfg: Arc<WsServerConfig>,
+    reg: Registry,
+    http: Unavailable,
+    out: Vec<u8>,
+}
+
+impl<H: WsHandler> WsServer<H> {
+    /// The plugin for one core.
+    pub fn new(handler: H, cfg: Arc<WsServerConfig>) -> Self {
+        WsServer {
+            handler,
+            cfg,
+            reg: Registry {
+                all: HashSet::new(),
+                channels: HashMap::new(),
+                subprotocols: HashMap::new(),
+                no_context_takeover: HashMap::new(),
+            },
+            http: Unavailable,
+            out: Vec::new(),
+        }
+    }
+
+    /// The handler (tests inspect it).
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    fn flush(&mut self, cx: &mut ConnCtx<'_>) {
+        if !self.out.is_empty() {
+            let v = std::mem::take(&mut self.out);
+            if cx.send(Bytes::from(v)).is_err() {
+                // Past the out-queue limit (or closing): this peer does not keep up.
+                cx.abort();
+            }
+        }
+    }
+
+    fn choose_subprotocol<'r>(&self, req: &UpgradeRequest<'r>) -> Result<Option<&'r str>, u16> {
+        let offered: Vec<&'r str> = req.protocols().collect();
+        for ours in &self.cfg.subprotocols {
+            if let Some(p) = offered.iter().find(|o| **o == ours.as_str()) {
+                return Ok(Some(*p));
+            }
+        }
+        if !offered.is_empty() && self.cfg.refuse_unknown_subprotocols {
+            return Err(400);
+        }
+        Ok(None)
+    }
+
+    /// Handshake: returns bytes consumed (0 = need more).
+    fn handshake(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        let parsed = UpgradeRequest::parse_with_limit(data, self.cfg.max_handshake);
+        let (req, used) = match parsed {
+            Ok(None) => return 0,
+            Ok(Some(r)) => r,
+            Err(WsError::MissingUpgrade) | Err(WsError::MissingConnectionUpgrade) => {
+                *conn = HttpConn::Plain;
+                return self.http.on_data(&mut (), cx, data);
+            }
+            Err(e) => {
+                write_reject(&e, &mut self.out);
+                self.flush(cx);
+                cx.close();
+                return data.len();
+            }
+        };
+        let subprotocol = match self.choose_subprotocol(&req) {
+            Ok(p) => p,
+            Err(status) => return self.refuse(cx, status, data.len()),
+        };
+        let peer = cx.peer_addr();
+        let view = WsRequest {
+            req: &req,
+            peer,
+            subprotocol,
+        };
+        if let Err(status) = self.handler.on_upgrade(&view) {
+            return self.refuse(cx, status, data.len());
+        }
+        let deflate = req.negotiate_deflate(&self.cfg.codec.deflate);
+        if write_accept(&req, subprotocol, deflate.as_ref(), &[], &mut self.out).is_err() {
+            return self.refuse(cx, 500, data.len());
+        }
+        let shared_deflate = deflate
+            .as_ref()
+            .filter(|d| d.server_no_context_takeover)
+            .map(|d| d.server_max_window_bits.unwrap_or(15));
+        let now = cx.now();
+        let id = cx.id();
+        let sp: Option<Arc<str>> = subprotocol.map(Arc::from);
+        let st = WsState {
+            ws: WebSocket::server(self.cfg.codec.clone(), deflate),
+            id,
+            peer,
+            subprotocol: sp.clone(),
+            channels: Vec::new(),
+            last_rx: now,
+            hb_tick: now,
+            pong_timer: None,
+            close_timer: false,
+            peer_close: None,
+        };
+        self.reg.all.insert(id);
+        if let Some(bits) = shared_deflate {
+            self.reg.no_context_takeover.insert(id, bits);
+        }
+        if let Some(p) = sp {
+            self.reg.subprotocols.entry(p).or_default().insert(id);
+        }
+        if let Some(hb) = self.cfg.heartbeat {
+            cx.set_timer(hb.interval, T_HEARTBEAT);
+        }
+        if let Some(idle) = self.cfg.idle_timeout {
+            cx.set_timer(idle, T_IDLE);
+        }
+        *conn = HttpConn::Ws(Box::new(st));
+        if let HttpConn::Ws(st) = conn {
+            let mut ws = WsCtx {
+                cx,
+                st,
+                reg: &mut self.reg,
+                out: &mut self.out,
+            };
+            self.handler.on_open(&mut ws);
+        }
+        self.flush(cx);
+        used
+    }
+
+    fn refuse(&mut self, cx: &mut ConnCtx<'_>, status: u16, consumed: usize) -> usize {
+        let _ = write_error_response(status, &[], &mut self.out);
+        self.flush(cx);
+        cx.close();
+        consumed
+    }
+
+    /// Frames of an open WebSocket.
+    fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        let now = cx.now();
+        st.last_rx = now;
+        let mut start = 0;
+        while let Some(buf) = data.get_mut(start..) {
+            let r = match st.ws.handle_read(now, buf) {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut ws = WsCtx {
+                        cx,
+                        st,
+                        reg: &mut self.reg,
+                        out: &mut self.out,
+                    };
+                    self.handler.on_error(&mut ws, WsFailure::Protocol(e));
+                    start = data.len();
+                    break;
+                }
+            };
+            start += r.consumed;
+            let Some(ev) = r.event else { break };
+            let mut ws = WsCtx {
+                cx,
+                st,
+                reg: &mut self.reg,
+                out: &mut self.out,
+            };
+            match ev {
+                WsEvent::Message { kind, data } => {
+                    ws.cx.count_messages(1);
+                    self.handler.on_message(&mut ws, kind, &data);
+                    if let std::borrow::Cow::Owned(v) = data {
+                        ws.st.ws.recycle(v);
+                    }
+                }
+                WsEvent::Fragment {
+                    kind,
+                    data,
+                    fin,
+                    received,
+                } => {
+                    if fin {
+                        ws.cx.count_messages(1);
+                    }
+                    self.handler
+                        .on_fragment(&mut ws, kind, &data, fin, received);
+                }
+                WsEvent::Ping(_) => {}
+                WsEvent::Pong(p) => {
+                    if let Some(t) = ws.st.pong_timer.take() {
+                        ws.cx.cancel_timer(t);
+                    }
+                    self.handler.on_pong(&mut ws, p);
+                }
+                WsEvent::Close { code, reason } => {
+                    ws.st.peer_close = Some((code, reason.to_owned()));
+                }
+            }
+            if start >= data.len() {
+                break;
+            }
+        }
+        self.after_io(st, cx);
+        start
+    }
+
+    /// Flush what the codec queued; arm its close timer; close TCP once the handshake is over.
+    fn after_io(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>) {
+        st.ws.poll_transmit(&mut self.out);
+        self.flush(cx);
+        if st.ws.is_closed() {
+            cx.close();
+        } else if !st.close_timer
+            && let Some(t) = st.ws.poll_timeout()
+        {
+            st.close_timer = true;
+            cx.set_timer(t.saturating_duration_since(cx.now()), T_CLOSE);
+        }
+    }
+
+    fn fail(
+        &mut self,
+        st: &mut WsState,
+        cx: &mut ConnCtx<'_>,
+        why: WsFailure,
+        code: CloseCode,
+        reason: &str,
+    ) {
+        {
+            let mut ws = WsCtx {
+                cx,
+                st,
+                reg: &mut self.reg,
+                out: &mut self.out,
+            };
+            self.handler.on_error(&mut ws, why);
+        }
+        if st.ws.state() == State::Open {
+            let _ = st.ws.close(cx.now(), code, reason, &mut self.out);
+        }
+        self.after_io(st, cx);
+    }
+
+    fn deliver_broadcast(&mut self, cx: &mut CoreCtx<'_>, m: &BroadcastMsg) {
+        let targets: Vec<ConnId> = match &m.b.target {
+            Target::All => self.reg.all.iter().copied().collect(),
+            Target::Channel(c) => self
+                .reg
+                .channels
+                .get(c.as_str())
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+            Target::Subprotocol(p) => self
+                .reg
+                .subprotocols
+                .get(p.as_str())
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+        };
+        let level = self.cfg.codec.deflate.level;
+        let threshold = self.cfg.codec.deflate.compress_threshold;
+        let mut compressed: Vec<(u8, Option<Bytes>)> = Vec::new();
+        for id in targets {
+            if m.b.include.as_ref().is_some_and(|inc| !inc.contains(&id))
+                || m.b.exclude.contains(&id)
+            {
+                continue;
+            }
+            let frame = match self.reg.no_context_takeover.get(&id).copied() {
+                Some(bits) if m.b.payload.len() >= threshold => {
+                    let slot = match compressed.iter().position(|(b, _)| *b == bits) {
+                        Some(i) => i,
+                        None => {
+                            let z = ringwire_ws::deflate::compress_standalone(
+                                &m.b.payload,
+                                bits,
+                                level,
+                            )
+                            .ok()
+                            .map(|z| encode_frame(m.b.kind, &Bytes::from(z), true));
+                            compressed.push((bits, z));
+                            compressed.len() - 1
+                        }
+                    };
+                    compressed
+                        .get(slot)
+                        .and_then(|(_, z)| z.clone())
+                        .unwrap_or_else(|| m.frame.clone())
+                }
+                _ => m.frame.clone(),
+            };
+            if cx.is_open(id) && cx.send_to(id, frame).is_err() {
+                cx.abort_conn(id);
+            }
+        }
+    }
+}
+
+impl<H: WsHandler> Plugin for WsServer<H> {
+    type Conn = HttpConn;
+
+    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpConn> {
+        cx.set_timer(self.cfg.handshake_timeout, T_HANDSHAKE);
+        Some(HttpConn::Handshake)
+    }
+
+    fn on_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        match conn {
+            HttpConn::Handshake => self.handshake(conn, cx, data),
+            HttpConn::Plain => self.http.on_data(&mut (), cx, data),
+            HttpConn::Ws(st) => self.frames(st, cx, data),
+        }
+    }
+
+    fn on_read_closed(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>) {
+        if let HttpConn::Ws(st) = conn
+            && st.ws.state() == State::Open
+        {
+            // TCP FIN without a Close frame: abnormal closure (1006).
+            st.peer_close
+                .get_or_insert((Some(CloseCode::ABNORMAL), String::new()));
+        }
+        cx.close();
+    }
+
+    fn on_timer(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, token: u64) {
+        let HttpConn::Ws(st) = conn else {
+            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake) {
+                // Slowloris: no complete request in time.
+                let _ = write_error_response(408, &[], &mut self.out);
+                self.flush(cx);
+                cx.close();
+            }
+            return;
+        };
+        let now = cx.now();
+        match token {
+            T_HEARTBEAT => {
+                let Some(hb) = self.cfg.heartbeat else { return };
+                cx.set_timer(hb.interval, T_HEARTBEAT);
+                let quiet = st.last_rx <= st.hb_tick;
+                st.hb_tick = now;
+                if st.ws.state() != State::Open || (hb.only_if_idle && !quiet) {
+                    return;
+                }
+                let custom = {
+                    let mut ws = WsCtx {
+                        cx,
+                        st,
+                        reg: &mut self.reg,
+                        out: &mut self.out,
+                    };
+                    self.handler.on_heartbeat(&mut ws)
+                };
+                if !custom {
+                    let _ = st.ws.ping(b"", &mut self.out);
+                    if st.pong_timer.is_none() {
+                        st.pong_timer = Some(cx.set_timer(hb.timeout, T_PONG));
+                    }
+                }
+                self.after_io(st, cx);
+            }
+            T_PONG if st.pong_timer.take().is_some() => {
+                self.fail(
+                    st,
+                    cx,
+                    WsFailure::HeartbeatTimeout,
+                    CloseCode::GOING_AWAY,
+                    "heartbeat timeout",
+                );
+            }
+            T_IDLE => {
+                let Some(idle) = self.cfg.idle_timeout else {
+                    return;
+                };
+                let quiet_for = now.saturating_duration_since(st.last_rx);
+                if quiet_for >= idle {
+                    self.fail(
+                        st,
+                        cx,
+                        WsFailure::IdleTimeout,
+                        CloseCode::GOING_AWAY,
+                        "idle timeout",
+                    );
+                } else {
+                    cx.set_timer(idle - quiet_for, T_IDLE);
+                }
+            }
+            T_CLOSE => {
+                st.close_timer = false;
+                st.ws.handle_timeout(now);
+                self.after_io(st, cx);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
+        if msg.tag == TAG_BROADCAST
+            && let Some(m) = msg
+                .extra
+                .as_ref()
+                .and_then(|e| e.downcast_ref::<BroadcastMsg>())
+        {
+            self.deliver_broadcast(cx, m);
+        }
+    }
+
+    fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, _reason: CloseReason) {
+        if let HttpConn::Ws(st) = conn {
+            self.reg.all.remove(&st.id);
+            self.reg.no_context_takeover.remove(&st.id);
+            for c in &st.channels {
+                self.reg.leave(c, st.id);
+            }
+            if let Some(p) = &st.subprotocol
+                && let Some(set) = self.reg.subprotocols.get_mut(p)
+            {
+                set.remove(&st.id);
+                if set.is_empty() {
+                    self.reg.subprotocols.remove(p);
+                }
+            }
+            let (code, reason) = match &st.peer_close {
+                Some((code, reason)) => (code.unwrap_or(CloseCode::NO_STATUS), reason.as_str()),
+                None => (CloseCode::ABNORMAL, ""),
+            };
+            let mut core = WsCore { cx, reg: &self.reg };
+            self.handler.on_close(&mut core, st.id, code, reason);
+        }
+    }
+
+    fn on_stop(&mut self, cx: &mut CoreCtx<'_>) {
+        // Going away: every WebSocket gets a Close 1001 before the runtime closes TCP.
+        let frame = {
+            let mut v = Vec::with_capacity(4);
+            let h = FrameHeader {
+                fin: true,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode: OpCode::Close,
+                mask: None,
+                payload_len: 2,
+            };
+            h.write_to(&mut v);
+            v.extend_from_slice(&CloseCode::GOING_AWAY.0.to_be_bytes());
+            Bytes::from(v)
+        };
+        for id in self.reg.all.iter().copied() {
+            let _ = cx.send_to(id, frame.clone());
+        }
+    }
+}
+
+/// The default handler of `ringwire serve`: echoes every message on every path.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EchoHandler;
+
+impl WsHandler for EchoHandler {
+    fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]) {
+        // A slow reader gets its connection closed by the runtime's limit, not an unbounded queue.
+        let _ = ws.send(kind, data);
+    }
+}

@@ -1,0 +1,430 @@
+//! The WebSocket plugin on real sockets, on both drivers, with tungstenite as an independent
+//! client (and raw sockets where a misbehaving client is needed).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringwire::runtime::{ConnId, DriverChoice, RuntimeConfig, ServerBuilder, ServerHandle};
+use ringwire::ws::CloseCode;
+use ringwire::ws::{
+    Broadcast, Heartbeat, MessageKind, Target, WsCore, WsCtx, WsFailure, WsHandler, WsRequest,
+    WsServer, WsServerConfig,
+};
+use tungstenite::{Message, client::IntoClientRequest};
+
+macro_rules! both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod uring { $( #[test] fn $name() { super::$name(ringwire::runtime::DriverChoice::Uring) } )* }
+        mod epoll { $( #[test] fn $name() { super::$name(ringwire::runtime::DriverChoice::Epoll) } )* }
+    };
+}
+
+both_drivers!(
+    echo_text_and_binary_with_tungstenite,
+    upgrade_refused_with_status,
+    subprotocol_negotiated,
+    channel_broadcast_reaches_every_core,
+    heartbeat_closes_silent_peer,
+    heartbeat_keeps_responsive_peer,
+    idle_timeout_closes,
+    slowloris_handshake_deadline,
+    plain_http_gets_503,
+    close_code_and_reason_reach_handler,
+    message_too_big_closes_1009,
+);
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Echo, plus commands: "sub:CH", "pub:CH:TEXT" (to the channel, sender excluded),
+/// "all:TEXT" (to everyone), "core" (answers the core index), "close" (server closes 4000).
+#[derive(Clone)]
+struct TestHandler {
+    log: Log,
+}
+
+impl WsHandler for TestHandler {
+    fn on_upgrade(&mut self, req: &WsRequest<'_>) -> Result<(), u16> {
+        if req.path() == "/forbidden" {
+            return Err(403);
+        }
+        if req.origin() == Some("http://evil.example") {
+            return Err(403);
+        }
+        Ok(())
+    }
+    fn on_open(&mut self, ws: &mut WsCtx<'_, '_>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("open {}", ws.subprotocol().unwrap_or("-")));
+    }
+    fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]) {
+        let text = std::str::from_utf8(data).unwrap_or("");
+        if let Some(ch) = text.strip_prefix("sub:") {
+            ws.subscribe(ch);
+            let _ = ws.send_text("subscribed");
+        } else if let Some(rest) = text.strip_prefix("pub:") {
+            let (ch, msg) = rest.split_once(':').unwrap();
+            let mut b = Broadcast::to_channel(ch, MessageKind::Text, msg.to_owned());
+            b.exclude.push(ws.id());
+            ws.broadcast(b);
+        } else if let Some(msg) = text.strip_prefix("all:") {
+            ws.broadcast(Broadcast::text_to_all(msg));
+        } else if text == "core" {
+            let c = ws.core().core();
+            let _ = ws.send_text(&c.to_string());
+        } else if text == "close" {
+            let _ = ws.close(CloseCode(4000), "bye");
+        } else {
+            let _ = ws.send(kind, data);
+        }
+    }
+    fn on_error(&mut self, _ws: &mut WsCtx<'_, '_>, err: WsFailure) {
+        self.log.lock().unwrap().push(format!("error {err:?}"));
+    }
+    fn on_close(&mut self, _core: &mut WsCore<'_, '_>, _id: ConnId, code: CloseCode, reason: &str) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("close {} {reason}", code.0));
+    }
+}
+
+fn start(d: DriverChoice, threads: usize, cfg: WsServerConfig) -> (ServerHandle, SocketAddr, Log) {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let rt = RuntimeConfig {
+        driver: d,
+        threads,
+        ..Default::default()
+    };
+    let mut b = ServerBuilder::new(rt);
+    b.tcp("127.0.0.1:0".parse().unwrap());
+    let cfg = Arc::new(cfg);
+    let s = b
+        .start(move |_| WsServer::new(TestHandler { log: l.clone() }, cfg.clone()))
+        .unwrap();
+    let a = s.local_addrs()[0];
+    (s, a, log)
+}
+
+type Client = tungstenite::WebSocket<TcpStream>;
+
+fn client(addr: SocketAddr, path: &str) -> Client {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
+    ws
+}
+
+/// Read the next message, retrying reads a signal interrupted.
+fn read(c: &mut Client) -> Message {
+    loop {
+        match c.read() {
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                continue;
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
+fn next_text(c: &mut Client) -> String {
+    loop {
+        match read(c) {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn echo_text_and_binary_with_tungstenite(d: DriverChoice) {
+    let (_s, addr, _log) = start(d, 2, WsServerConfig::default());
+    let mut c = client(addr, "/echo");
+    c.send(Message::text("hello")).unwrap();
+    assert_eq!(next_text(&mut c), "hello");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    c.send(Message::binary(big.clone())).unwrap();
+    match read(&mut c) {
+        Message::Binary(b) => assert!(b[..] == big[..]),
+        other => panic!("{other:?}"),
+    }
+    let emoji = "héllo wörld ✓ 🎉";
+    c.send(Message::text(emoji)).unwrap();
+    assert_eq!(next_text(&mut c), emoji);
+    c.close(None).unwrap();
+}
+
+fn upgrade_refused_with_status(d: DriverChoice) {
+    let (_s, addr, _log) = start(d, 1, WsServerConfig::default());
+    let stream = TcpStream::connect(addr).unwrap();
+    match tungstenite::client(format!("ws://{addr}/forbidden"), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let mut req = format!("ws://{addr}/ok").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    match tungstenite::client(req, TcpStream::connect(addr).unwrap()) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+}
+
+fn subprotocol_negotiated(d: DriverChoice) {
+    let cfg = WsServerConfig {
+        subprotocols: vec!["json.v1".into(), "chat".into()],
+        ..Default::default()
+    };
+    let (_s, addr, log) = start(d, 1, cfg);
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "chat, other".parse().unwrap());
+    let (mut c, resp) = tungstenite::client(req, TcpStream::connect(addr).unwrap()).unwrap();
+    assert_eq!(
+        resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "chat"
+    );
+    c.send(Message::text("x")).unwrap();
+    assert_eq!(next_text(&mut c), "x");
+    assert!(log.lock().unwrap().iter().any(|l| l == "open chat"));
+    // Refusing clients that offer only unknown subprotocols is a setting.
+    let cfg = WsServerConfig {
+        subprotocols: vec!["chat".into()],
+        refuse_unknown_subprotocols: true,
+        ..Default::default()
+    };
+    let (_s2, addr2, _) = start(d, 1, cfg);
+    let mut req = format!("ws://{addr2}/").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    assert!(tungstenite::client(req, TcpStream::connect(addr2).unwrap()).is_err());
+}
+
+fn channel_broadcast_reaches_every_core(d: DriverChoice) {
+    let (_s, addr, _log) = start(d, 2, WsServerConfig::default());
+    // Subscribers on both cores.
+    let mut subs: Vec<(Client, String)> = Vec::new();
+    let mut cores = [false; 2];
+    for _ in 0..100 {
+        let mut c = client(addr, "/chan");
+        c.send(Message::text("core")).unwrap();
+        let core: usize = next_text(&mut c).parse().unwrap();
+        cores[core] = true;
+        c.send(Message::text("sub:news")).unwrap();
+        assert_eq!(next_text(&mut c), "subscribed");
+        subs.push((c, core.to_string()));
+        if cores[0] && cores[1] && subs.len() >= 4 {
+            break;
+        }
+    }
+    assert!(cores[0] && cores[1]);
+    let mut outsider = client(addr, "/x");
+    let mut publisher = client(addr, "/pub");
+    publisher.send(Message::text("sub:news")).unwrap();
+    assert_eq!(next_text(&mut publisher), "subscribed");
+    publisher.send(Message::text("pub:news:flash")).unwrap();
+    for (c, _) in subs.iter_mut() {
+        assert_eq!(next_text(c), "flash");
+    }
+    // The publisher was excluded and the outsider is not subscribed: the next thing each sees is
+    // the echo of what it sends now.
+    publisher.send(Message::text("ping1")).unwrap();
+    assert_eq!(next_text(&mut publisher), "ping1");
+    outsider.send(Message::text("ping2")).unwrap();
+    assert_eq!(next_text(&mut outsider), "ping2");
+    // To everyone.
+    outsider.send(Message::text("all:everyone")).unwrap();
+    assert_eq!(next_text(&mut outsider), "everyone");
+    assert_eq!(next_text(&mut publisher), "everyone");
+    for (c, _) in subs.iter_mut() {
+        assert_eq!(next_text(c), "everyone");
+    }
+}
+
+/// Handshake by hand, so the client can stay silent (no pong).
+fn raw_upgrade(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// Read server frames until a Close; returns its code.
+fn read_until_close(s: &mut TcpStream) -> u16 {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).unwrap();
+        let len = (h[1] & 0x7f) as usize;
+        assert!(len < 126);
+        let mut p = vec![0u8; len];
+        s.read_exact(&mut p).unwrap();
+        if h[0] & 0x0f == 0x8 {
+            return u16::from_be_bytes([p[0], p[1]]);
+        }
+    }
+}
+
+fn heartbeat_closes_silent_peer(d: DriverChoice) {
+    let hb = Heartbeat {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(100),
+        only_if_idle: false,
+    };
+    let (_s, addr, log) = start(
+        d,
+        1,
+        WsServerConfig {
+            heartbeat: Some(hb),
+            ..Default::default()
+        },
+    );
+    let mut s = raw_upgrade(addr);
+    let t0 = Instant::now();
+    assert_eq!(read_until_close(&mut s), 1001);
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    wait_for("error logged", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "error HeartbeatTimeout")
+    });
+}
+
+fn heartbeat_keeps_responsive_peer(d: DriverChoice) {
+    let hb = Heartbeat {
+        interval: Duration::from_millis(30),
+        timeout: Duration::from_millis(100),
+        only_if_idle: false,
+    };
+    let (_s, addr, log) = start(
+        d,
+        1,
+        WsServerConfig {
+            heartbeat: Some(hb),
+            ..Default::default()
+        },
+    );
+    let mut c = client(addr, "/hb");
+    // tungstenite answers pings while reading; keep talking for well over the timeout.
+    for i in 0..30 {
+        std::thread::sleep(Duration::from_millis(10));
+        c.send(Message::text(format!("m{i}"))).unwrap();
+        assert_eq!(next_text(&mut c), format!("m{i}"));
+    }
+    assert!(!log.lock().unwrap().iter().any(|l| l.starts_with("error")));
+}
+
+fn idle_timeout_closes(d: DriverChoice) {
+    let cfg = WsServerConfig {
+        idle_timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let (_s, addr, log) = start(d, 1, cfg);
+    let mut s = raw_upgrade(addr);
+    assert_eq!(read_until_close(&mut s), 1001);
+    wait_for("idle logged", || {
+        log.lock().unwrap().iter().any(|l| l == "error IdleTimeout")
+    });
+}
+
+fn slowloris_handshake_deadline(d: DriverChoice) {
+    let cfg = WsServerConfig {
+        handshake_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (_s, addr, _log) = start(d, 1, cfg);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap(); // and never finishes
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+}
+
+fn plain_http_gets_503(d: DriverChoice) {
+    let (_s, addr, _log) = start(d, 1, WsServerConfig::default());
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+}
+
+fn close_code_and_reason_reach_handler(d: DriverChoice) {
+    let (_s, addr, log) = start(d, 1, WsServerConfig::default());
+    let mut c = client(addr, "/c");
+    c.close(Some(tungstenite::protocol::CloseFrame {
+        code: 4001.into(),
+        reason: "done here".into(),
+    }))
+    .unwrap();
+    while c.read().is_ok() {}
+    wait_for("close logged", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "close 4001 done here")
+    });
+    // The server closing: the client sees the code and reason.
+    let mut c = client(addr, "/c");
+    c.send(Message::text("close")).unwrap();
+    match read(&mut c) {
+        Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4000);
+            assert_eq!(f.reason.as_str(), "bye");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn message_too_big_closes_1009(d: DriverChoice) {
+    let mut cfg = WsServerConfig::default();
+    cfg.codec.max_message_size = 1000;
+    let (_s, addr, _log) = start(d, 1, cfg);
+    let mut c = client(addr, "/big");
+    c.send(Message::binary(vec![7u8; 1000])).unwrap(); // exactly the limit
+    assert!(matches!(read(&mut c), Message::Binary(b) if b.len() == 1000));
+    c.send(Message::binary(vec![7u8; 1001])).unwrap(); // one over
+    match read(&mut c) {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("{other:?}"),
+    }
+    let _ = Target::All;
+}
