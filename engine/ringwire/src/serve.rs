@@ -35,6 +35,22 @@ pub struct ServeConfig {
     pub stun: Option<StunService>,
 }
 
+impl ServeConfig {
+    /// Raise the runtime's per-connection buffer limits to what the services need: a WebSocket
+    /// frame is buffered whole before it is parsed (frame limit + header + one read), and an
+    /// echoed message is queued whole (message limit + header).
+    pub fn fit_runtime(&self, cfg: &mut RuntimeConfig) {
+        let codec = &self.ws.codec;
+        let need_in = codec
+            .max_frame_payload
+            .saturating_add(14 + cfg.recv_buffer_size);
+        cfg.max_in_buffer = cfg.max_in_buffer.max(need_in);
+        cfg.max_out_buffer = cfg
+            .max_out_buffer
+            .max(codec.max_message_size.saturating_add(14));
+    }
+}
+
 /// Routes each connection to the service of the listener it arrived on.
 pub struct Router {
     services: Arc<Vec<Service>>,
@@ -171,10 +187,11 @@ pub fn start(
 
 /// Start a server with these listeners and service settings; returns once every core listens.
 pub fn start_with(
-    cfg: RuntimeConfig,
+    mut cfg: RuntimeConfig,
     services_cfg: ServeConfig,
     listeners: &[(SocketAddr, Service)],
 ) -> std::io::Result<ServerHandle> {
+    services_cfg.fit_runtime(&mut cfg);
     let cores = cfg.resolved_threads();
     let mut b = ServerBuilder::new(cfg);
     for (addr, service) in listeners {

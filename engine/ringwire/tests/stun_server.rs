@@ -43,6 +43,7 @@ both_drivers!(
     turn_over_tcp_pads_channel_data,
     hooks_and_rest_credentials,
     alternate_server_redirect,
+    even_port_reservation,
     hostile_input_is_dropped,
 );
 
@@ -836,6 +837,66 @@ fn alternate_server_redirect(d: DriverChoice) {
         Err(ClientError::Redirected(a)) => assert_eq!(a, to),
         other => panic!("{other:?}"),
     }
+}
+
+fn even_port_reservation(d: DriverChoice) {
+    let srv = start(d, 1, |_| {});
+    let s = udp();
+    let creds = challenge(&s, srv.addr, "u", "p");
+    let req = request(Method::ALLOCATE, tid(2), Some(&creds), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .even_port(true);
+    });
+    let r = ask(&s, srv.addr, &req);
+    let m = StunMessage::parse(&r).unwrap();
+    assert_eq!(m.class(), Class::SuccessResponse, "{:?}", error_code(&r));
+    let relayed = m.xor_relayed_address().unwrap().unwrap();
+    assert_eq!(relayed.port() % 2, 0, "{relayed}");
+    let token = m.reservation_token().unwrap().expect("a RESERVATION-TOKEN");
+    // The reserved port is bound (so nobody else gets it) and relays nothing yet.
+    assert!(UdpSocket::bind(SocketAddr::new(relayed.ip(), relayed.port() + 1)).is_err());
+    // Token and EVEN-PORT together: 400; an unknown token: 508.
+    let s2 = udp();
+    let c2 = challenge(&s2, srv.addr, "u", "p");
+    let req = request(Method::ALLOCATE, tid(3), Some(&c2), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .even_port(false)
+            .reservation_token(token);
+    });
+    assert_eq!(error_code(&ask(&s2, srv.addr, &req)), Some(400));
+    let req = request(Method::ALLOCATE, tid(4), Some(&c2), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .reservation_token([9; 8]);
+    });
+    assert_eq!(error_code(&ask(&s2, srv.addr, &req)), Some(508));
+    // The token claims the next port, once.
+    let req = request(Method::ALLOCATE, tid(5), Some(&c2), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .reservation_token(token);
+    });
+    let r = ask(&s2, srv.addr, &req);
+    let m = StunMessage::parse(&r).unwrap();
+    assert_eq!(m.class(), Class::SuccessResponse, "{:?}", error_code(&r));
+    assert_eq!(
+        m.xor_relayed_address().unwrap().unwrap().port(),
+        relayed.port() + 1
+    );
+    let s3 = udp();
+    let c3 = challenge(&s3, srv.addr, "u", "p");
+    let req = request(Method::ALLOCATE, tid(6), Some(&c3), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .reservation_token(token);
+    });
+    assert_eq!(error_code(&ask(&s3, srv.addr, &req)), Some(508));
+    // EVEN-PORT without R: an even port, no token.
+    let req = request(Method::ALLOCATE, tid(7), Some(&c3), |b| {
+        b.requested_transport(TransportProtocol::UDP)
+            .even_port(false);
+    });
+    let m = ask(&s3, srv.addr, &req);
+    let m = StunMessage::parse(&m).unwrap();
+    assert_eq!(m.xor_relayed_address().unwrap().unwrap().port() % 2, 0);
+    assert_eq!(m.reservation_token().unwrap(), None);
 }
 
 /// Garbage, truncations and bit flips over UDP and TCP: no answer that is not STUN, no

@@ -20,11 +20,16 @@
 //! on use, purged when their lists are touched). The per-user quota is the only shared
 //! mutable state, locked when an allocation is created or deleted.
 //!
+//! EVEN-PORT gives an even relay port; with its R bit the next port is reserved for
+//! [`RESERVATION_LIFETIME`] under a RESERVATION-TOKEN that a later Allocate claims.
+//! A reservation lives on the core that made it: an Allocate with the token that lands on
+//! another core (another client port, hashed elsewhere by `SO_REUSEPORT`) gets 508.
+//!
 //! What it does not do: TCP relays (RFC 6062; REQUESTED-TRANSPORT other than UDP gets 442),
-//! RESERVATION-TOKEN / the EVEN-PORT R bit (EVEN-PORT gives an even port, nothing is
-//! reserved; a RESERVATION-TOKEN gets 508), DONT-FRAGMENT enforcement (accepted, not applied
-//! to the relay socket), DTLS/TLS, RFC 5780 NAT behaviour discovery, short-term credentials
-//! on Binding, and relaying datagrams larger than the runtime's `udp_max_datagram`.
+//! DONT-FRAGMENT enforcement (accepted, not applied to the relay socket), dual-stack
+//! allocations (ADDITIONAL-ADDRESS-FAMILY is ignored), DTLS/TLS, RFC 5780 NAT behaviour
+//! discovery, short-term credentials on Binding, and relaying datagrams larger than the
+//! runtime's `udp_max_datagram` (2048 bytes by default).
 //!
 //! # Clients
 //! [`client::binding`] discovers the mapped address with RFC 8489 retransmissions;
@@ -42,7 +47,7 @@ pub use config::{
     Discard, DiscardHook, DiscardReason, PasswordLookup, PortRange, StunConfig, StunConfigError,
     StunHooks, StunService, UnixClock,
 };
-pub use server::{StunConn, StunServer, is_stun_timer};
+pub use server::{RESERVATION_LIFETIME, StunConn, StunServer, is_stun_timer};
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use ringwire_runtime::slab::{Key, Slab};
 use ringwire_runtime::{CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, TimerId, UdpId};
 use ringwire_stun::{
-    AddressFamily, AttrType, ChannelData, ChannelNumber, Class, ErrorCode, Limits, LongTermKey,
+    AddressFamily, ChannelData, ChannelNumber, Class, ErrorCode, Limits, LongTermKey,
     MessageBuilder, MessageType, Method, Nonce, PacketKind, RestCredentials, StreamFrame,
-    StunMessage, TransactionId, TransportProtocol, classify, stream_frame,
+    StunError, StunMessage, TransactionId, TransportProtocol, classify, stream_frame,
 };
 
 use super::config::{
@@ -31,11 +31,18 @@ use super::{FxBuild, peer_allowed};
 /// allocation key. A router that shares core timers between plugins checks it with
 /// [`is_stun_timer`].
 const TIMER_TAG: u64 = 0x53 << 56;
+/// The token of the timer that purges expired port reservations (`'T'`).
+const RESERVATION_TIMER: u64 = 0x54 << 56;
 const TAG_MASK: u64 = 0xFF << 56;
+
+/// How long a port reserved by EVEN-PORT's R bit waits for the Allocate that claims it
+/// with its RESERVATION-TOKEN (RFC 8656 §7.2: "approximately 30 seconds").
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Whether a core-timer token belongs to the STUN/TURN plugin.
 pub fn is_stun_timer(token: u64) -> bool {
-    token & TAG_MASK == TIMER_TAG
+    let tag = token & TAG_MASK;
+    tag == TIMER_TAG || tag == RESERVATION_TIMER
 }
 
 /// The client side of an allocation's 5-tuple: the server socket and the client address
@@ -86,6 +93,16 @@ struct Allocation {
     timer: TimerId,
     perms: Vec<Permission>,
     channels: Vec<Channel>,
+    /// The token of the port reserved with this allocation (EVEN-PORT with the R bit).
+    token: Option<[u8; 8]>,
+}
+
+/// A relay port kept for a later Allocate (RFC 8656 §7.2, EVEN-PORT's R bit).
+#[derive(Debug)]
+struct Reservation {
+    sock: UdpId,
+    local: SocketAddr,
+    expires: Instant,
 }
 
 impl Allocation {
@@ -142,6 +159,9 @@ pub struct StunServer {
     allocs: Slab<Allocation>,
     by_client: HashMap<ClientKey, Key, FxBuild>,
     by_relay: HashMap<UdpId, Key, FxBuild>,
+    /// Reserved ports by token, and their sockets (whose datagrams are dropped).
+    reservations: HashMap<[u8; 8], Reservation, FxBuild>,
+    reserved: HashMap<UdpId, [u8; 8], FxBuild>,
     /// xorshift state for Data indication transaction ids.
     rng: u64,
     limits: Limits,
@@ -204,6 +224,8 @@ impl StunServer {
             allocs: Slab::new(),
             by_client: HashMap::default(),
             by_relay: HashMap::default(),
+            reservations: HashMap::default(),
+            reserved: HashMap::default(),
             rng: u64::from_le_bytes(seed) | 1,
             limits: Limits::DEFAULT,
         }
@@ -315,10 +337,20 @@ impl StunServer {
         self.seal(b, None);
     }
 
-    /// A request that is STUN but does not parse gets 400 when its header is readable
-    /// (RFC 8489 §6.3.1); anything else is dropped.
-    fn malformed(&self, cx: &mut CoreCtx<'_>, client: ClientKey, from: SocketAddr, raw: &[u8]) {
+    /// A request that is STUN but does not parse gets 400 when the error calls for one
+    /// (bad attributes, RFC 8489 §6.3.1); a bad header or length is dropped silently.
+    fn malformed(
+        &self,
+        cx: &mut CoreCtx<'_>,
+        client: ClientKey,
+        from: SocketAddr,
+        raw: &[u8],
+        err: StunError,
+    ) {
         self.discard(from, DiscardReason::Malformed);
+        if err.error_code() != Some(ErrorCode::BAD_REQUEST) {
+            return;
+        }
         let (Some(t), Some(id)) = (raw.get(..2), raw.get(8..20)) else {
             return;
         };
@@ -547,7 +579,8 @@ impl StunServer {
                 // RFC 8656 §7.2: a retransmitted Allocate gets the same success response.
                 Some(a) if a.tid == msg.transaction_id() => {
                     let (relayed, left) = (a.relayed, a.expires.saturating_duration_since(now));
-                    self.allocate_success(out, msg, relayed, from, left, key);
+                    let token = a.token;
+                    self.allocate_success(out, msg, (relayed, left, token), from, key);
                 }
                 // RFC 8656 §7.2: "If the 5-tuple is currently in use by an existing
                 // allocation, the server rejects the request with a 437".
@@ -556,9 +589,7 @@ impl StunServer {
             return;
         }
         match self.try_allocate(cx, client, from, msg, auth) {
-            Ok((relayed, lifetime)) => {
-                self.allocate_success(out, msg, relayed, from, lifetime, key)
-            }
+            Ok(granted) => self.allocate_success(out, msg, granted, from, key),
             Err(AllocFail::Code(code)) => self.error(out, msg, code, Some(key)),
             Err(AllocFail::Redirect(alt)) => {
                 let mut b = MessageBuilder::error_response(out, msg, ErrorCode::TRY_ALTERNATE);
@@ -572,15 +603,17 @@ impl StunServer {
         &self,
         out: &mut Vec<u8>,
         msg: &StunMessage<'_>,
-        relayed: SocketAddr,
+        (relayed, lifetime, token): Granted,
         mapped: SocketAddr,
-        lifetime: Duration,
         key: (&LongTermKey, bool),
     ) {
         let mut b = MessageBuilder::success_response(out, msg);
         b.xor_relayed_address(relayed)
             .lifetime(lifetime_secs(lifetime))
             .xor_mapped_address(mapped);
+        if let Some(t) = token {
+            b.reservation_token(t);
+        }
         self.seal(b, Some(key));
     }
 
@@ -592,7 +625,7 @@ impl StunServer {
         from: SocketAddr,
         msg: &StunMessage<'_>,
         auth: &Authed<'_>,
-    ) -> Result<(SocketAddr, Duration), AllocFail> {
+    ) -> Result<Granted, AllocFail> {
         let bad = AllocFail::Code(ErrorCode::BAD_REQUEST);
         let cfg = &self.svc.inner.cfg;
         // "If the REQUESTED-TRANSPORT attribute is not included or is malformed, the server
@@ -606,16 +639,14 @@ impl StunServer {
         }
         // DONT-FRAGMENT must be empty; it is accepted (not enforced on the relay socket).
         msg.dont_fragment().map_err(|_| bad)?;
-        let even = msg.even_port().map_err(|_| bad)?.is_some();
+        let even_port = msg.even_port().map_err(|_| bad)?;
+        let (even, reserve_next) = (even_port.is_some(), even_port == Some(true));
         let family = msg.requested_address_family().map_err(|_| bad)?;
-        if msg.get(AttrType::RESERVATION_TOKEN).is_some() {
-            // "If the request contains both a RESERVATION-TOKEN and an EVEN-PORT [or a
-            // REQUESTED-ADDRESS-FAMILY], the server rejects the request with a 400". No
-            // port is ever reserved here, so any token is unknown: 508.
-            if even || family.is_some() {
-                return Err(bad);
-            }
-            return Err(AllocFail::Code(ErrorCode::INSUFFICIENT_CAPACITY));
+        let token = msg.reservation_token().map_err(|_| bad)?;
+        // "If the request contains both a RESERVATION-TOKEN and an EVEN-PORT [or a
+        // REQUESTED-ADDRESS-FAMILY], the server rejects the request with a 400".
+        if token.is_some() && (even || family.is_some()) {
+            return Err(bad);
         }
         // RFC 6156 / RFC 8656 §7.2: an unsupported family gets 440.
         let want = match family {
@@ -644,7 +675,16 @@ impl StunServer {
         if !self.quota_take(auth.username) {
             return Err(AllocFail::Code(ErrorCode::ALLOCATION_QUOTA_REACHED));
         }
-        let Some((relay, local)) = self.bind_relay(cx, relay_ip, even) else {
+        let now = cx.now();
+        let bound = match token {
+            // "the server checks that the token is valid and refers to a reserved port";
+            // otherwise 508. A reservation lives on the core that made it.
+            Some(t) => self
+                .take_reservation(t, now)
+                .map(|r| (r.sock, r.local, None)),
+            None => self.bind_relay(cx, relay_ip, even, reserve_next),
+        };
+        let Some((relay, local, next)) = bound else {
             self.quota_release(auth.username);
             return Err(AllocFail::Code(ErrorCode::INSUFFICIENT_CAPACITY));
         };
@@ -665,10 +705,13 @@ impl StunServer {
             && let Err(code) = h(&info)
         {
             cx.udp_close(relay);
+            if let Some((sock, _)) = next {
+                cx.udp_close(sock);
+            }
             self.quota_release(auth.username);
             return Err(AllocFail::Code(code));
         }
-        let now = cx.now();
+        let token = next.map(|(sock, local)| self.reserve(cx, sock, local));
         let slot = self.allocs.vacant_key();
         let timer = cx.set_core_timer(lifetime, TIMER_TAG | slot.to_u64());
         let k = self.allocs.insert(Allocation {
@@ -683,6 +726,7 @@ impl StunServer {
             timer,
             perms: Vec::new(),
             channels: Vec::new(),
+            token,
         });
         debug_assert_eq!(k, slot);
         self.by_client.insert(client, k);
@@ -691,7 +735,7 @@ impl StunServer {
             h(&info);
         }
         tracing::debug!(core = self.core, %from, %relayed, user = auth.username, "allocation created");
-        Ok((relayed, lifetime))
+        Ok((relayed, lifetime, token))
     }
 
     fn quota_take(&self, user: &str) -> bool {
@@ -731,36 +775,92 @@ impl StunServer {
         }
     }
 
-    /// Bind a relay socket on a free port of this core's slice (an even one if asked),
-    /// starting after the last port handed out so a just-released port is not reused at once.
+    /// Bind a relay socket on a free port of this core's slice (an even one if asked, and
+    /// then with the next port bound too when `reserve_next`), starting after the last port
+    /// handed out so a just-released port is not reused at once.
     fn bind_relay(
         &mut self,
         cx: &mut CoreCtx<'_>,
         ip: IpAddr,
         even: bool,
-    ) -> Option<(UdpId, SocketAddr)> {
+        reserve_next: bool,
+    ) -> Option<Bound> {
         let (lo, hi) = self.ports?;
         let n = u32::from(hi) - u32::from(lo) + 1;
         for i in 0..n {
             let off = (self.cursor + i) % n;
             let port = u32::from(lo) + off;
-            if even && port % 2 == 1 {
+            if (even && port % 2 == 1) || (reserve_next && port >= u32::from(hi)) {
                 continue;
             }
             let port = u16::try_from(port).ok()?;
-            match cx.udp_bind(SocketAddr::new(ip, port)) {
-                Ok(r) => {
-                    self.cursor = (off + 1) % n;
-                    return Some(r);
-                }
+            let (sock, local) = match cx.udp_bind(SocketAddr::new(ip, port)) {
+                Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => {
                     tracing::warn!(core = self.core, %ip, port, "relay bind failed: {e}");
                     return None;
                 }
-            }
+            };
+            let next = if reserve_next {
+                match cx.udp_bind(SocketAddr::new(ip, port + 1)) {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        cx.udp_close(sock);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            self.cursor = (off + 1 + u32::from(reserve_next)) % n;
+            return Some((sock, local, next));
         }
         None
+    }
+
+    /// Keep `sock` for [`RESERVATION_LIFETIME`] under a new random token.
+    fn reserve(&mut self, cx: &mut CoreCtx<'_>, sock: UdpId, local: SocketAddr) -> [u8; 8] {
+        let mut t = [0u8; 8];
+        super::fill_random(&mut t);
+        let expires = cx.now() + RESERVATION_LIFETIME;
+        self.reservations.insert(
+            t,
+            Reservation {
+                sock,
+                local,
+                expires,
+            },
+        );
+        self.reserved.insert(sock, t);
+        cx.set_core_timer(RESERVATION_LIFETIME, RESERVATION_TIMER);
+        t
+    }
+
+    fn take_reservation(&mut self, t: [u8; 8], now: Instant) -> Option<Reservation> {
+        let r = self.reservations.remove(&t)?;
+        self.reserved.remove(&r.sock);
+        // An expired one is closed by the purge timer; here it is simply not handed out.
+        if r.expires <= now {
+            self.reserved.insert(r.sock, t);
+            self.reservations.insert(t, r);
+            return None;
+        }
+        Some(r)
+    }
+
+    /// Close the reserved ports nobody claimed in time (all of them when `all`).
+    fn purge_reservations(&mut self, cx: &mut CoreCtx<'_>, all: bool) {
+        let now = cx.now();
+        let reserved = &mut self.reserved;
+        self.reservations.retain(|_, r| {
+            let keep = !all && r.expires > now;
+            if !keep {
+                reserved.remove(&r.sock);
+                cx.udp_close(r.sock);
+            }
+            keep
+        });
     }
 
     fn delete(&mut self, cx: &mut CoreCtx<'_>, k: Key, reason: DeleteReason) {
@@ -1071,7 +1171,7 @@ impl StunServer {
         match classify(data) {
             PacketKind::Stun => match StunMessage::parse_with(data, &self.limits) {
                 Ok(m) => self.on_stun(cx, client, from, &m),
-                Err(_) => self.malformed(cx, client, from, data),
+                Err(e) => self.malformed(cx, client, from, data, e),
             },
             PacketKind::ChannelData => match ChannelData::parse_datagram(data) {
                 Ok(cd) => self.client_channel_data(cx, client, from, cd),
@@ -1081,6 +1181,12 @@ impl StunServer {
         }
     }
 }
+
+/// A bound relay socket and its address, with the reserved next port if one was asked for.
+type Bound = (UdpId, SocketAddr, Option<(UdpId, SocketAddr)>);
+
+/// What an Allocate was granted: relayed address, lifetime, reservation token.
+type Granted = (SocketAddr, Duration, Option<[u8; 8]>);
 
 #[derive(Clone, Copy)]
 enum AllocFail {
@@ -1114,8 +1220,8 @@ impl Plugin for StunServer {
                 Ok(StreamFrame::Stun { len }) => {
                     match StunMessage::parse_prefix(buf, &self.limits) {
                         Ok(m) => self.on_stun(cx, client, conn.peer, &m),
-                        Err(_) => {
-                            self.malformed(cx, client, conn.peer, buf.get(..len).unwrap_or(buf))
+                        Err(e) => {
+                            self.malformed(cx, client, conn.peer, buf.get(..len).unwrap_or(buf), e)
                         }
                     }
                     len
@@ -1145,6 +1251,9 @@ impl Plugin for StunServer {
     }
 
     fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {
+        if token == RESERVATION_TIMER {
+            return self.purge_reservations(cx, false);
+        }
         if !is_stun_timer(token) {
             return;
         }
@@ -1173,6 +1282,10 @@ impl Plugin for StunServer {
     ) {
         match self.by_relay.get(&sock) {
             Some(&k) => self.peer_datagram(cx, k, from, data),
+            // A reserved port relays nothing until an allocation claims it.
+            None if !self.reserved.is_empty() && self.reserved.contains_key(&sock) => {
+                self.discard(from, DiscardReason::NoAllocation)
+            }
             None => self.client_datagram(cx, sock, from, data),
         }
     }
@@ -1181,6 +1294,7 @@ impl Plugin for StunServer {
         for k in self.allocs.keys() {
             self.delete(cx, k, DeleteReason::Shutdown);
         }
+        self.purge_reservations(cx, true);
     }
 }
 
@@ -1202,11 +1316,22 @@ mod tests {
     }
 
     #[test]
+    fn allocation_state_stays_compact() {
+        // 5-tuple, relay, credentials, lifetime and two empty lists; permissions (32 B) and
+        // channels (48 B) are heap entries only when used.
+        let size = std::mem::size_of::<Allocation>();
+        assert!(size <= 256, "Allocation is {size} bytes");
+        assert!(std::mem::size_of::<Permission>() <= 32);
+        assert!(std::mem::size_of::<Channel>() <= 56);
+    }
+
+    #[test]
     fn timer_tokens_are_tagged() {
         let k = Key::from_u64(0x0000_00ff_0000_1234);
         let t = TIMER_TAG | k.to_u64();
         assert!(is_stun_timer(t));
         assert_eq!(Key::from_u64(t & !TAG_MASK), k);
         assert!(!is_stun_timer(k.to_u64()));
+        assert!(is_stun_timer(RESERVATION_TIMER));
     }
 }
