@@ -33,6 +33,7 @@ both_drivers!(
     plain_http_gets_503,
     close_code_and_reason_reach_handler,
     message_too_big_closes_1009,
+    broadcast_compressed_once_for_no_context_takeover,
 );
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -427,4 +428,121 @@ fn message_too_big_closes_1009(d: DriverChoice) {
         other => panic!("{other:?}"),
     }
     let _ = Target::All;
+}
+
+/// A client on the ringwire-ws codec with permessage-deflate; `no_ctx` asks for
+/// server_no_context_takeover.
+struct DeflateClient {
+    s: TcpStream,
+    ws: ringwire_ws::WebSocket,
+    rx: Vec<u8>,
+}
+
+impl DeflateClient {
+    fn connect(addr: SocketAddr, no_ctx: bool) -> Self {
+        use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let deflate = ringwire_ws::DeflateConfig {
+            server_no_context_takeover: no_ctx,
+            ..ringwire_ws::DeflateConfig::enabled()
+        };
+        let req = ClientRequest {
+            host: "x",
+            path: "/d",
+            origin: None,
+            protocols: &[],
+            deflate: Some(&deflate),
+            extra_headers: &[],
+        };
+        let mut out = Vec::new();
+        let hs = ClientHandshake::new(&req, [7u8; 16], &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        let mut rx = Vec::new();
+        let (neg_deflate, used) = loop {
+            let mut b = [0u8; 4096];
+            let n = s.read(&mut b).unwrap();
+            assert!(n > 0);
+            rx.extend_from_slice(&b[..n]);
+            if let Some((resp, used)) = ServerResponse::parse(&rx).unwrap() {
+                let neg = hs.verify(&resp).unwrap();
+                break (neg.deflate, used);
+            }
+        };
+        assert!(neg_deflate.is_some(), "deflate negotiated");
+        assert_eq!(
+            neg_deflate.as_ref().unwrap().server_no_context_takeover,
+            no_ctx
+        );
+        rx.drain(..used);
+        let ws =
+            ringwire_ws::WebSocket::client(ringwire_ws::Config::default(), neg_deflate, [3u8; 16]);
+        DeflateClient { s, ws, rx }
+    }
+
+    fn send_text(&mut self, t: &str) {
+        let mut out = Vec::new();
+        self.ws.send_text(t, &mut out).unwrap();
+        self.s.write_all(&out).unwrap();
+    }
+
+    /// The next text message, and whether its first frame had RSV1 (compressed).
+    fn next_text(&mut self) -> (String, bool) {
+        loop {
+            let rsv1 = self.rx.first().is_some_and(|b| b & 0x40 != 0);
+            let now = Instant::now();
+            let mut buf = std::mem::take(&mut self.rx);
+            let r = self.ws.handle_read(now, &mut buf).unwrap();
+            let consumed = r.consumed;
+            let got = match r.event {
+                Some(ringwire_ws::WsEvent::Message { data, .. }) => {
+                    Some(String::from_utf8(data.to_vec()).unwrap())
+                }
+                _ => None,
+            };
+            buf.drain(..consumed);
+            self.rx = buf;
+            if let Some(t) = got {
+                return (t, rsv1);
+            }
+            if consumed == 0 {
+                let mut b = [0u8; 65536];
+                let n = self.s.read(&mut b).unwrap();
+                assert!(n > 0, "server closed");
+                self.rx.extend_from_slice(&b[..n]);
+            }
+        }
+    }
+}
+
+fn broadcast_compressed_once_for_no_context_takeover(d: DriverChoice) {
+    let mut cfg = WsServerConfig::default();
+    cfg.codec.deflate = ringwire_ws::DeflateConfig::enabled();
+    let (_s, addr, _log) = start(d, 2, cfg);
+    let mut shared = DeflateClient::connect(addr, true);
+    let mut takeover = DeflateClient::connect(addr, false);
+    let mut plain = client(addr, "/p");
+    // Echo round trips make sure all three are open before the broadcast.
+    shared.send_text("hi");
+    assert_eq!(shared.next_text().0, "hi");
+    takeover.send_text("hi");
+    assert_eq!(takeover.next_text().0, "hi");
+    let text = "broadcast ".repeat(50);
+    plain.send(Message::text(format!("all:{text}"))).unwrap();
+    assert_eq!(next_text(&mut plain), text);
+    let (t, rsv1) = shared.next_text();
+    assert_eq!(t, text);
+    assert!(
+        rsv1,
+        "a no-context-takeover receiver gets the compressed frame"
+    );
+    let (t, rsv1) = takeover.next_text();
+    assert_eq!(t, text);
+    assert!(
+        !rsv1,
+        "a context-takeover receiver gets the uncompressed frame"
+    );
+    // Its own compression context is intact afterwards.
+    takeover.send_text(&text);
+    assert_eq!(takeover.next_text().0, text);
 }
