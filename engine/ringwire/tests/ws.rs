@@ -34,6 +34,8 @@ both_drivers!(
     close_code_and_reason_reach_handler,
     message_too_big_closes_1009,
     broadcast_compressed_once_for_no_context_takeover,
+    streaming_delivers_fragments,
+    heartbeat_only_if_idle,
 );
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -81,6 +83,19 @@ impl WsHandler for TestHandler {
         } else {
             let _ = ws.send(kind, data);
         }
+    }
+    fn on_fragment(
+        &mut self,
+        _ws: &mut WsCtx<'_, '_>,
+        _kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+        received: u64,
+    ) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("frag {} {fin} {received}", data.len()));
     }
     fn on_error(&mut self, _ws: &mut WsCtx<'_, '_>, err: WsFailure) {
         self.log.lock().unwrap().push(format!("error {err:?}"));
@@ -545,4 +560,80 @@ fn broadcast_compressed_once_for_no_context_takeover(d: DriverChoice) {
     // Its own compression context is intact afterwards.
     takeover.send_text(&text);
     assert_eq!(takeover.next_text().0, text);
+}
+
+/// A masked client frame (key 1,2,3,4).
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut v = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    assert!(payload.len() < 126);
+    v.push(0x80 | payload.len() as u8);
+    v.extend_from_slice(&key);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    v
+}
+
+fn streaming_delivers_fragments(d: DriverChoice) {
+    let mut cfg = WsServerConfig::default();
+    cfg.codec.fragment_mode = ringwire::ws::FragmentMode::Stream;
+    let (_s, addr, log) = start(d, 1, cfg);
+    let mut s = raw_upgrade(addr);
+    s.write_all(&client_frame(false, 0x2, &[1; 10])).unwrap();
+    s.write_all(&client_frame(false, 0x0, &[2; 20])).unwrap();
+    s.write_all(&client_frame(true, 0x0, &[3; 5])).unwrap();
+    wait_for("three fragments", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("frag"))
+            .count()
+            == 3
+    });
+    let frags: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("frag"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        frags,
+        ["frag 10 false 10", "frag 20 false 30", "frag 5 true 35"]
+    );
+}
+
+fn heartbeat_only_if_idle(d: DriverChoice) {
+    let hb = Heartbeat {
+        interval: Duration::from_millis(40),
+        timeout: Duration::from_millis(80),
+        only_if_idle: true,
+    };
+    let (_s, addr, log) = start(
+        d,
+        1,
+        WsServerConfig {
+            heartbeat: Some(hb),
+            ..Default::default()
+        },
+    );
+    let mut s = raw_upgrade(addr);
+    // Busy for 400 ms (a message every 10 ms, never a pong): no ping is needed, nothing closes.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(400) {
+        s.write_all(&client_frame(true, 0x2, b"data")).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !log.lock().unwrap().iter().any(|l| l.starts_with("error")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    // Then silent: pinged, no pong, closed with 1001.
+    assert_eq!(read_until_close(&mut s), 1001);
+    wait_for("timeout logged", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "error HeartbeatTimeout")
+    });
 }
