@@ -4,7 +4,8 @@
 //! This crate joins the sans-IO protocol crates to the runtime as plugins.
 //!
 //! Today: plain TCP ([`tcp::Echo`], [`tcp::Framed`] with end-of-message scanning), the
-//! `ringwire serve` router and configuration. The HTTP/WebSocket listener answers 503 until
+//! `ringwire serve` router and configuration, STUN/TURN ([`stun`]: the server plugin and
+//! the blocking clients). The HTTP/WebSocket listener answers 503 until
 //! the WebSocket and HTTP plugins land.
 
 pub mod config;

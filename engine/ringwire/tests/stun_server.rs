@@ -110,6 +110,28 @@ fn udp() -> UdpSocket {
     s
 }
 
+/// A blocking receive that retries EINTR (a socket with a timeout is not restarted by the
+/// kernel after a stop/continue); any other error fails the test.
+fn recv_retry(s: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr) {
+    loop {
+        match s.recv_from(buf) {
+            Ok(r) => return r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("receive failed: {e}"),
+        }
+    }
+}
+
+fn read_retry(t: &mut TcpStream, buf: &mut [u8]) -> usize {
+    loop {
+        match t.read(buf) {
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
 fn tid(n: u8) -> TransactionId {
     let mut id = [n; 12];
     id[0] = 0x52;
@@ -280,7 +302,7 @@ fn binding_over_tcp(d: DriverChoice) {
     let mut sent_rest = false;
     while got.len() < 3 {
         let mut chunk = [0u8; 1024];
-        let n = t.read(&mut chunk).unwrap();
+        let n = read_retry(&mut t, &mut chunk);
         assert!(n > 0, "closed");
         buf.extend_from_slice(&chunk[..n]);
         while let Ok(StreamFrame::Stun { len }) = stream_frame(&buf, &Limits::DEFAULT) {
@@ -528,7 +550,7 @@ fn permission_required(d: DriverChoice) {
     c.send(peer.local_addr().unwrap(), b"out").unwrap();
     let mut buf = [0u8; 64];
     peer.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    let (n, from) = recv_retry(&peer, &mut buf);
     assert_eq!(&buf[..n], b"out");
     assert_eq!(from, c.relayed_addr());
 }
@@ -552,7 +574,7 @@ fn channel_bind_and_channel_data_round_trip(d: DriverChoice) {
     let raw = c.socket().try_clone().unwrap();
     c.send(peer.addr, b"raw").unwrap();
     let mut buf = [0u8; 64];
-    let (k, _) = raw.recv_from(&mut buf).unwrap();
+    let (k, _) = recv_retry(&raw, &mut buf);
     let cd = ChannelData::parse_datagram(&buf[..k]).unwrap();
     assert_eq!((cd.channel(), cd.data()), (ch, &b"raw"[..]));
 }
@@ -571,7 +593,7 @@ fn send_and_data_indications(d: DriverChoice) {
     let raw = c.socket().try_clone().unwrap();
     c.send(peer.addr, b"ind").unwrap();
     let mut buf = [0u8; 128];
-    let (k, _) = raw.recv_from(&mut buf).unwrap();
+    let (k, _) = recv_retry(&raw, &mut buf);
     let m = StunMessage::parse(&buf[..k]).unwrap();
     assert_eq!(m.message_type(), MessageType::DATA_INDICATION);
     assert_eq!(m.xor_peer_address().unwrap(), Some(peer.addr));
@@ -665,14 +687,16 @@ fn allocation_expires(d: DriverChoice) {
         rejected(c.create_permission(&[IpAddr::from([127, 0, 0, 1])])),
         437
     );
-    // A refreshed allocation outlives its first lifetime.
+    // The client refreshes by itself (half-way through short lifetimes) while it receives,
+    // so this allocation outlives its first lifetime twice over.
     let mut c = turn(&srv);
-    let until = Instant::now() + Duration::from_millis(1500);
+    let until = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < until {
-        c.refresh(None).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(c.recv(Duration::from_millis(100)).unwrap().is_none());
     }
     assert_eq!(srv.events.deleted.lock().unwrap().len(), 1);
+    c.create_permission(&[IpAddr::from([127, 0, 0, 1])])
+        .unwrap();
 }
 
 fn loopback_peer_refused_unless_allowed(d: DriverChoice) {
@@ -716,7 +740,7 @@ fn turn_over_tcp_pads_channel_data(d: DriverChoice) {
                 _ => {}
             }
             let mut chunk = [0u8; 2048];
-            let n = t.read(&mut chunk).unwrap();
+            let n = read_retry(t, &mut chunk);
             assert!(n > 0);
             inbuf.extend_from_slice(&chunk[..n]);
         }
