@@ -26,6 +26,8 @@ const OP_WAKE: u64 = 5;
 const OP_UDP: u64 = 6;
 const LOW: u64 = (1 << 56) - 1;
 const MAX_IOV: usize = 64;
+/// Datagrams per recvmmsg / sendmmsg call.
+const UDP_BATCH: usize = 32;
 
 fn token(op: u64, v: u64) -> Token {
     Token(((op << 56) | (v & LOW)) as usize)
@@ -50,6 +52,8 @@ pub(crate) struct Epoll {
     udp: Vec<Option<UdpSocket>>,
     waker: Arc<MioWaker>,
     ready: Vec<Key>,
+    /// Receive slots for recvmmsg (allocated with the first UDP socket).
+    udp_buf: Box<[u8]>,
     toks: Vec<(u64, bool, bool, bool)>,
 }
 
@@ -96,6 +100,7 @@ impl Epoll {
             udp: udp.into_iter().map(Some).collect(),
             waker,
             ready: Vec::new(),
+            udp_buf: Box::default(),
             toks: Vec::with_capacity(1024),
         })
     }
@@ -336,46 +341,55 @@ impl Epoll {
         core.finish(key);
     }
 
+    /// Drain a UDP socket with recvmmsg, up to [`UDP_BATCH`] datagrams per syscall.
     fn udp_recv<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
-        let Some(fd) = self
-            .udp
-            .get(i)
-            .and_then(|u| u.as_ref())
-            .map(|u| u.as_raw_fd())
-        else {
+        let Some(fd) = self.udp.get(i).and_then(|u| u.as_ref()).map(|u| u.as_raw_fd()) else {
             return;
         };
         let max = core.sh.cfg.udp_max_datagram;
+        let slot = max + 1;
+        if self.udp_buf.len() < UDP_BATCH * slot {
+            self.udp_buf = vec![0u8; UDP_BATCH * slot].into_boxed_slice();
+        }
         loop {
-            // SAFETY: all-zero is a valid sockaddr_storage.
-            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let cap = self.buf.len().min(max + 1);
-            // SAFETY: buffer and address storage are ours and valid for the lengths given.
+            // SAFETY: all-zero is valid for these plain C structs.
+            let mut names: [libc::sockaddr_storage; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut iov: [libc::iovec; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            let base = self.udp_buf.as_mut_ptr();
+            for k in 0..UDP_BATCH {
+                // SAFETY: `k * slot + slot <= udp_buf.len()`, checked when the buffer was sized.
+                iov[k] = libc::iovec { iov_base: unsafe { base.add(k * slot) }.cast(), iov_len: slot };
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+                msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+                msgs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            }
+            // SAFETY: every header points at storage above that outlives the call.
             let n = unsafe {
-                libc::recvfrom(
-                    fd,
-                    self.buf.as_mut_ptr().cast(),
-                    cap,
-                    0,
-                    (&mut ss as *mut libc::sockaddr_storage).cast(),
-                    &mut len,
-                )
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), UDP_BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
             };
             if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
                 return;
             }
             let n = n as usize;
-            if n > max {
-                core.sh.stats.datagrams_dropped += 1;
-                continue;
+            for k in 0..n {
+                let len = msgs[k].msg_len as usize;
+                if len > max || msgs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    core.sh.stats.datagrams_dropped += 1;
+                    continue;
+                }
+                if let Some(from) = sockaddr_to_std(&names[k], msgs[k].msg_hdr.msg_namelen) {
+                    core.datagram(i, from, &mut self.udp_buf[k * slot..k * slot + len]);
+                }
             }
-            if let Some(from) = sockaddr_to_std(&ss, len) {
-                core.datagram(i, from, &mut self.buf[..n]);
+            if n < UDP_BATCH {
+                return; // drained: a new datagram raises a new edge
             }
         }
     }
@@ -413,34 +427,63 @@ impl Epoll {
         }
     }
 
+    /// Send what plugins queued with sendmmsg, batching consecutive datagrams of one socket.
+    /// A datagram the kernel will not take now (send buffer full) is dropped and counted:
+    /// UDP's own semantics, and what keeps a slow path from growing a queue.
     fn send_datagrams<P: Plugin>(&mut self, core: &mut Core<P>) {
-        for out in core.sh.udp_out.drain(..) {
-            let Some(fd) = self
-                .udp
-                .get(out.sock.0)
-                .and_then(|u| u.as_ref())
-                .map(|s| s.as_raw_fd())
-            else {
-                core.sh.stats.datagrams_dropped += 1;
+        let out = std::mem::take(&mut core.sh.udp_out);
+        let mut start = 0;
+        while start < out.len() {
+            let sock = out[start].sock.0;
+            let mut end = start + 1;
+            while end < out.len() && end - start < UDP_BATCH && out[end].sock.0 == sock {
+                end += 1;
+            }
+            let batch = &out[start..end];
+            start = end;
+            let Some(fd) = self.udp.get(sock).and_then(|u| u.as_ref()).map(|s| s.as_raw_fd()) else {
+                core.sh.stats.datagrams_dropped += batch.len() as u64;
                 continue;
             };
-            let (ss, len) = std_to_sockaddr(&out.to);
-            // SAFETY: payload and address are alive across the call.
-            let r = unsafe {
-                libc::sendto(
-                    fd,
-                    out.data.as_ptr().cast(),
-                    out.data.len(),
-                    libc::MSG_NOSIGNAL,
-                    (&ss as *const libc::sockaddr_storage).cast(),
-                    len,
-                )
-            };
-            if r < 0 {
-                core.sh.stats.datagrams_dropped += 1;
-            } else {
-                core.sh.stats.datagrams_out += 1;
+            // SAFETY: all-zero is valid for these plain C structs.
+            let mut names: [libc::sockaddr_storage; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut iov: [libc::iovec; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
+            for (k, d) in batch.iter().enumerate() {
+                let (ss, len) = std_to_sockaddr(&d.to);
+                names[k] = ss;
+                iov[k] = libc::iovec { iov_base: d.data.as_ptr() as *mut libc::c_void, iov_len: d.data.len() };
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+                msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+                msgs[k].msg_hdr.msg_namelen = len;
             }
+            let mut sent = 0usize;
+            while sent < batch.len() {
+                // SAFETY: headers point at payloads (held by `out`) and addresses above, alive
+                // across the call; `sent < batch.len() <= UDP_BATCH`.
+                let r = unsafe {
+                    libc::sendmmsg(fd, msgs.as_mut_ptr().add(sent), (batch.len() - sent) as libc::c_uint, libc::MSG_NOSIGNAL)
+                };
+                if r > 0 {
+                    sent += r as usize;
+                    core.sh.stats.datagrams_out += r as u64;
+                } else if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                } else {
+                    // EAGAIN or an error for the datagram at `sent` (e.g. unreachable): drop it
+                    // and go on with the rest.
+                    core.sh.stats.datagrams_dropped += 1;
+                    sent += 1;
+                }
+            }
+        }
+        let mut out = out;
+        out.clear();
+        if core.sh.udp_out.is_empty() {
+            core.sh.udp_out = out;
         }
     }
 
