@@ -96,6 +96,28 @@ impl ServerBuilder {
             udp_addrs.push(actual);
         }
 
+        let mut cfg = cfg;
+        // Accepting past the file-descriptor limit would fail in the kernel (EMFILE) and spin;
+        // keep the connection limit under it, with room for listeners, rings and files.
+        let fd_limit = fd_limit();
+        let headroom = 64 + 16 * threads as u64 * (tcp.len() + udp.len() + 2) as u64;
+        if let Some(lim) = fd_limit
+            && (cfg.max_connections as u64).saturating_add(headroom) > lim
+        {
+            let clamped = lim.saturating_sub(headroom) as usize;
+            if cfg.max_connections == RuntimeConfig::default().max_connections {
+                tracing::info!(
+                    "max_connections: {clamped} (RLIMIT_NOFILE {lim}; raise `ulimit -n` for more)"
+                );
+            } else {
+                tracing::warn!(
+                    configured = cfg.max_connections,
+                    clamped,
+                    "max_connections lowered to fit RLIMIT_NOFILE ({lim}); raise `ulimit -n` for more"
+                );
+            }
+            cfg.max_connections = clamped;
+        }
         let cfg = Arc::new(cfg);
         let global = Arc::new(Global::new(threads, cfg.max_connections));
         let (bus, inboxes) = Bus::new(threads);
@@ -225,6 +247,19 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+/// The soft RLIMIT_NOFILE, if it is finite.
+fn fd_limit() -> Option<u64> {
+    // SAFETY: all-zero is a valid rlimit; getrlimit writes it.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0
+        || r.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(r.rlim_cur)
 }
 
 fn pin(cpu: usize) {

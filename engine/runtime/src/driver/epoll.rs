@@ -343,7 +343,12 @@ impl Epoll {
 
     /// Drain a UDP socket with recvmmsg, up to [`UDP_BATCH`] datagrams per syscall.
     fn udp_recv<P: Plugin>(&mut self, core: &mut Core<P>, i: usize) {
-        let Some(fd) = self.udp.get(i).and_then(|u| u.as_ref()).map(|u| u.as_raw_fd()) else {
+        let Some(fd) = self
+            .udp
+            .get(i)
+            .and_then(|u| u.as_ref())
+            .map(|u| u.as_raw_fd())
+        else {
             return;
         };
         let max = core.sh.cfg.udp_max_datagram;
@@ -361,15 +366,25 @@ impl Epoll {
             let base = self.udp_buf.as_mut_ptr();
             for k in 0..UDP_BATCH {
                 // SAFETY: `k * slot + slot <= udp_buf.len()`, checked when the buffer was sized.
-                iov[k] = libc::iovec { iov_base: unsafe { base.add(k * slot) }.cast(), iov_len: slot };
+                iov[k] = libc::iovec {
+                    iov_base: unsafe { base.add(k * slot) }.cast(),
+                    iov_len: slot,
+                };
                 msgs[k].msg_hdr.msg_iov = &mut iov[k];
                 msgs[k].msg_hdr.msg_iovlen = 1;
                 msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
-                msgs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                msgs[k].msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             }
             // SAFETY: every header points at storage above that outlives the call.
             let n = unsafe {
-                libc::recvmmsg(fd, msgs.as_mut_ptr(), UDP_BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    UDP_BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
             };
             if n < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -441,7 +456,12 @@ impl Epoll {
             }
             let batch = &out[start..end];
             start = end;
-            let Some(fd) = self.udp.get(sock).and_then(|u| u.as_ref()).map(|s| s.as_raw_fd()) else {
+            let Some(fd) = self
+                .udp
+                .get(sock)
+                .and_then(|u| u.as_ref())
+                .map(|s| s.as_raw_fd())
+            else {
                 core.sh.stats.datagrams_dropped += batch.len() as u64;
                 continue;
             };
@@ -454,7 +474,10 @@ impl Epoll {
             for (k, d) in batch.iter().enumerate() {
                 let (ss, len) = std_to_sockaddr(&d.to);
                 names[k] = ss;
-                iov[k] = libc::iovec { iov_base: d.data.as_ptr() as *mut libc::c_void, iov_len: d.data.len() };
+                iov[k] = libc::iovec {
+                    iov_base: d.data.as_ptr() as *mut libc::c_void,
+                    iov_len: d.data.len(),
+                };
                 msgs[k].msg_hdr.msg_iov = &mut iov[k];
                 msgs[k].msg_hdr.msg_iovlen = 1;
                 msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
@@ -465,7 +488,12 @@ impl Epoll {
                 // SAFETY: headers point at payloads (held by `out`) and addresses above, alive
                 // across the call; `sent < batch.len() <= UDP_BATCH`.
                 let r = unsafe {
-                    libc::sendmmsg(fd, msgs.as_mut_ptr().add(sent), (batch.len() - sent) as libc::c_uint, libc::MSG_NOSIGNAL)
+                    libc::sendmmsg(
+                        fd,
+                        msgs.as_mut_ptr().add(sent),
+                        (batch.len() - sent) as libc::c_uint,
+                        libc::MSG_NOSIGNAL,
+                    )
                 };
                 if r > 0 {
                     sent += r as usize;
