@@ -18,6 +18,11 @@
 //! uring_entries = 1024
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
+//! # HTTP (docs/http.md)
+//! www = "/srv/www"               # static files
+//! cors_origin = "*"              # or "https://a.example, https://b.example"
+//! http_max_body = 16777216       # 413 past it
+//! http_keep_alive_ms = 60000
 //! # STUN/TURN (docs/stun.md)
 //! stun = ["127.0.0.1:3478"]      # UDP and TCP on each address
 //! turn_user = ["user:pass"]
@@ -99,6 +104,14 @@ pub struct FileConfig {
     pub ws_handshake_timeout_ms: Option<u64>,
     /// WebSocket: subprotocols the server speaks, in order of preference.
     pub ws_subprotocols: Option<Vec<String>>,
+    /// HTTP: serve static files from this directory.
+    pub www: Option<std::path::PathBuf>,
+    /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
+    pub cors_origin: Option<String>,
+    /// HTTP: largest request body (bytes), 413 past it.
+    pub http_max_body: Option<u64>,
+    /// HTTP: close keep-alive connections idle this long (ms).
+    pub http_keep_alive_ms: Option<u64>,
     /// STUN/TURN listeners (UDP and TCP on each address).
     pub stun: Option<Vec<SocketAddr>>,
     /// TURN users, `"USER:PASSWORD"`.
@@ -183,6 +196,10 @@ impl FileConfig {
             ws_idle_timeout_ms,
             ws_handshake_timeout_ms,
             ws_subprotocols,
+            www,
+            cors_origin,
+            http_max_body,
+            http_keep_alive_ms,
             stun,
             turn_user,
             realm,
@@ -306,9 +323,54 @@ impl FileConfig {
     }
 }
 
+impl FileConfig {
+    /// The HTTP plugin's settings this describes.
+    pub fn http(&self) -> Result<crate::http::HttpConfig, ConfigError> {
+        let mut c = crate::http::HttpConfig::default();
+        if let Some(dir) = &self.www {
+            if !dir.is_dir() {
+                return Err(ConfigError(format!(
+                    "www: {} is not a directory",
+                    dir.display()
+                )));
+            }
+            c.www = Some(dir.clone());
+        }
+        if let Some(o) = &self.cors_origin {
+            c.cors = Some(crate::http::Cors::origin(o.clone()));
+        }
+        if let Some(v) = self.http_max_body {
+            c.limits.max_body = v;
+        }
+        if let Some(ms) = self.http_keep_alive_ms {
+            if ms == 0 {
+                return Err(ConfigError("http_keep_alive_ms must be positive".into()));
+            }
+            c.keep_alive_timeout = Duration::from_millis(ms);
+        }
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_keys() {
+        let c = FileConfig::parse("cors_origin = \"*\"\nhttp_max_body = 10\n")
+            .unwrap()
+            .http()
+            .unwrap();
+        assert_eq!(c.limits.max_body, 10);
+        assert_eq!(c.cors.unwrap().origin, "*");
+        assert!(
+            FileConfig::parse("www = \"/nonexistent-dir\"")
+                .unwrap()
+                .http()
+                .is_err()
+        );
+    }
 
     #[test]
     fn flags_override_file() {

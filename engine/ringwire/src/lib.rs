@@ -5,14 +5,14 @@
 //!
 //! Today: plain TCP ([`tcp::Echo`], [`tcp::Framed`] with end-of-message scanning), the
 //! `ringwire serve` router and configuration, STUN/TURN ([`stun`]: the server plugin and
-//! the blocking clients). The HTTP/WebSocket listener answers 503 until
-//! the WebSocket and HTTP plugins land.
+//! the blocking clients), WebSocket ([`ws`]) and HTTP/1.1 with static files and Server-Sent
+//! Events ([`http`]) on one port.
 
 pub mod config;
+pub mod http;
 pub mod serve;
 pub mod stun;
 pub mod tcp;
-pub mod unavailable;
 pub mod ws;
 
 pub use ringwire_runtime as runtime;

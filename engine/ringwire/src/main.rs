@@ -84,6 +84,12 @@ struct ServeArgs {
     /// WebSocket: close after this many ms without input (0 = never).
     #[arg(long)]
     ws_idle_timeout_ms: Option<u64>,
+    /// HTTP: serve static files from this directory.
+    #[arg(long)]
+    www: Option<PathBuf>,
+    /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
+    #[arg(long)]
+    cors_origin: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +136,8 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         ws_heartbeat_ms: a.ws_heartbeat_ms,
         ws_heartbeat_timeout_ms: a.ws_heartbeat_timeout_ms,
         ws_idle_timeout_ms: a.ws_idle_timeout_ms,
+        www: a.www,
+        cors_origin: a.cors_origin,
         ..Default::default()
     };
     let flags = a.stun.apply(flags);
@@ -156,6 +164,7 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let services = serve::ServeConfig {
         ws: cfg.ws()?,
+        http: cfg.http()?,
         stun: stun.map(|(s, _)| s),
     };
     let server = serve::start_with(rt, services, &listeners)?;

@@ -11,6 +11,7 @@ use ringwire_runtime::{
     BusMessage, CloseReason, ConnCtx, CoreCtx, Plugin, RuntimeConfig, ServerBuilder, ServerHandle,
 };
 
+use crate::http::{HttpApp, HttpConfig, HttpServer, SseEndpoint};
 use crate::stun::{StunConn, StunServer, StunService, is_stun_timer};
 use crate::tcp::Echo;
 use crate::ws::{EchoHandler, HttpConn, WsServer, WsServerConfig};
@@ -18,7 +19,8 @@ use crate::ws::{EchoHandler, HttpConn, WsServer, WsServerConfig};
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
-    /// HTTP and WebSocket (WebSocket echo on every path; plain HTTP gets the 503 stand-in).
+    /// HTTP and WebSocket (WebSocket echo on every path; plain HTTP: the SSE clock at
+    /// `/events`, static files from `--www`, else 404).
     Http,
     /// Raw TCP echo.
     TcpEcho,
@@ -31,6 +33,8 @@ pub enum Service {
 pub struct ServeConfig {
     /// The WebSocket plugin's settings.
     pub ws: WsServerConfig,
+    /// The HTTP plugin's settings (plain requests on the HTTP/WebSocket listeners).
+    pub http: HttpConfig,
     /// The STUN/TURN service of the [`Service::Stun`] listeners.
     pub stun: Option<StunService>,
 }
@@ -74,7 +78,8 @@ impl Router {
     pub fn new(services: Arc<Vec<Service>>, cfg: &ServeConfig) -> Self {
         Router {
             services,
-            http: WsServer::new(EchoHandler, Arc::new(cfg.ws.clone())),
+            http: WsServer::new(EchoHandler, Arc::new(cfg.ws.clone()))
+                .with_http(HttpServer::new(serve_app(&cfg.http))),
             echo: Echo,
             stun: None,
         }
@@ -175,6 +180,11 @@ impl Plugin for Router {
             s.on_stop(cx);
         }
     }
+}
+
+/// The HTTP application of `ringwire serve`: the SSE clock at `/events`, then static files.
+pub fn serve_app(cfg: &HttpConfig) -> Arc<HttpApp> {
+    Arc::new(HttpApp::new(cfg.clone()).sse("/events", SseEndpoint::clock()))
 }
 
 /// Start a server with these listeners and default service settings.

@@ -7,8 +7,9 @@
 //! sans-IO codec `ringwire_ws::WebSocket`; events reach the handler with payloads borrowed from
 //! the receive buffer where the codec allows it.
 //!
-//! A request without `Upgrade: websocket` is plain HTTP, answered by the HTTP stand-in (503)
-//! until the HTTP plugin lands.
+//! A request without `Upgrade: websocket` is plain HTTP: the connection goes to the HTTP plugin
+//! ([`crate::http::HttpServer`]) with the request's bytes unchanged, for good (a WebSocket
+//! upgrade on a later request of that connection is answered 400).
 //!
 //! What the handler gets:
 //! - [`WsCtx`]: send text/binary (with a backpressure result), ping, close(code, reason), the
@@ -43,7 +44,7 @@ pub use ringwire_ws::{
     CloseCode, DeflateConfig, DeflateParams, FragmentMode, MessageKind, WsError,
 };
 
-use crate::unavailable::Unavailable;
+use crate::http::{HttpServer, HttpState};
 
 /// Largest request head accepted for an upgrade, by default (431 past it).
 pub const DEFAULT_MAX_HANDSHAKE: usize = 16 * 1024;
@@ -241,8 +242,8 @@ pub struct WsState {
 pub enum HttpConn {
     /// Waiting for a complete request head.
     Handshake,
-    /// Plain HTTP (the stand-in answers).
-    Plain,
+    /// Plain HTTP, served by the HTTP plugin.
+    Plain(Box<HttpState>),
     /// An open WebSocket.
     Ws(Box<WsState>),
 }
@@ -462,7 +463,7 @@ pub struct WsServer<H> {
     handler: H,
     cfg: Arc<WsServerConfig>,
     reg: Registry,
-    http: Unavailable,
+    http: HttpServer,
     out: Vec<u8>,
 }
 
@@ -478,9 +479,15 @@ impl<H: WsHandler> WsServer<H> {
                 subprotocols: HashMap::new(),
                 no_context_takeover: HashMap::new(),
             },
-            http: Unavailable,
+            http: HttpServer::default(),
             out: Vec::new(),
         }
+    }
+
+    /// Serve plain HTTP requests with this HTTP plugin (the default answers 404).
+    pub fn with_http(mut self, http: HttpServer) -> Self {
+        self.http = http;
+        self
     }
 
     /// The handler (tests inspect it).
@@ -518,8 +525,10 @@ impl<H: WsHandler> WsServer<H> {
             Ok(None) => return 0,
             Ok(Some(r)) => r,
             Err(WsError::MissingUpgrade) | Err(WsError::MissingConnectionUpgrade) => {
-                *conn = HttpConn::Plain;
-                return self.http.on_data(&mut (), cx, data);
+                return self.hand_to_http(conn, cx, data);
+            }
+            Err(_) if !crate::http::wants_websocket(data) => {
+                return self.hand_to_http(conn, cx, data);
             }
             Err(e) => {
                 write_reject(&e, &mut self.out);
@@ -588,6 +597,19 @@ impl<H: WsHandler> WsServer<H> {
             self.handler.on_open(&mut ws);
         }
         self.flush(cx);
+        used
+    }
+
+    /// Hand the connection to the HTTP plugin; `data` (the first request) is not yet consumed.
+    fn hand_to_http(
+        &mut self,
+        conn: &mut HttpConn,
+        cx: &mut ConnCtx<'_>,
+        data: &mut [u8],
+    ) -> usize {
+        let mut st = Box::new(self.http.new_conn(cx));
+        let used = self.http.on_data(&mut st, cx, data);
+        *conn = HttpConn::Plain(st);
         used
     }
 
@@ -768,12 +790,15 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     fn on_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         match conn {
             HttpConn::Handshake => self.handshake(conn, cx, data),
-            HttpConn::Plain => self.http.on_data(&mut (), cx, data),
+            HttpConn::Plain(st) => self.http.on_data(st, cx, data),
             HttpConn::Ws(st) => self.frames(st, cx, data),
         }
     }
 
     fn on_read_closed(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>) {
+        if let HttpConn::Plain(st) = conn {
+            return self.http.on_read_closed(st, cx);
+        }
         if let HttpConn::Ws(st) = conn
             && st.ws.state() == State::Open
         {
@@ -785,6 +810,9 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     }
 
     fn on_timer(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, token: u64) {
+        if let HttpConn::Plain(st) = conn {
+            return self.http.on_timer(st, cx, token);
+        }
         let HttpConn::Ws(st) = conn else {
             if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake) {
                 // Slowloris: no complete request in time.
@@ -856,7 +884,14 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         }
     }
 
+    fn on_drained(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>) {
+        if let HttpConn::Plain(st) = conn {
+            self.http.on_drained(st, cx);
+        }
+    }
+
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
+        self.http.on_message(cx, msg);
         if msg.tag == TAG_BROADCAST
             && let Some(m) = msg
                 .extra
@@ -867,7 +902,10 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         }
     }
 
-    fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, _reason: CloseReason) {
+    fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        if let HttpConn::Plain(st) = conn {
+            return self.http.on_close(*st, cx, reason);
+        }
         if let HttpConn::Ws(st) = conn {
             self.reg.all.remove(&st.id);
             self.reg.no_context_takeover.remove(&st.id);

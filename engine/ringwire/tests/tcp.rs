@@ -21,7 +21,7 @@ both_drivers!(
     delimiter_at_end_waits_for_tail,
     packet_mode_delivers_reads,
     message_too_large_closes,
-    router_serves_echo_and_503,
+    router_serves_echo_and_http,
 );
 
 /// Answers every message with `[len:msg]`.
@@ -111,7 +111,7 @@ fn message_too_large_closes(d: DriverChoice) {
     assert_eq!(rest, "MessageTooLarge");
 }
 
-fn router_serves_echo_and_503(d: DriverChoice) {
+fn router_serves_echo_and_http(d: DriverChoice) {
     let cfg = RuntimeConfig {
         driver: d,
         threads: 2,
@@ -124,8 +124,9 @@ fn router_serves_echo_and_503(d: DriverChoice) {
     e.write_all(b"ping").unwrap();
     assert_eq!(read_n(&mut e, 4), "ping");
     let mut h = connect(http);
-    h.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    h.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     h.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert!(resp.starts_with("HTTP/1.1 404 "), "{resp}");
 }

@@ -30,7 +30,7 @@ both_drivers!(
     heartbeat_keeps_responsive_peer,
     idle_timeout_closes,
     slowloris_handshake_deadline,
-    plain_http_gets_503,
+    plain_http_gets_404,
     close_code_and_reason_reach_handler,
     message_too_big_closes_1009,
     broadcast_compressed_once_for_no_context_takeover,
@@ -393,14 +393,15 @@ fn slowloris_handshake_deadline(d: DriverChoice) {
     assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
 }
 
-fn plain_http_gets_503(d: DriverChoice) {
+fn plain_http_gets_404(d: DriverChoice) {
     let (_s, addr, _log) = start(d, 1, WsServerConfig::default());
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 }
 
 fn close_code_and_reason_reach_handler(d: DriverChoice) {

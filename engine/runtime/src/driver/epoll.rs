@@ -366,8 +366,9 @@ impl Epoll {
             let base = self.udp_buf.as_mut_ptr();
             for k in 0..UDP_BATCH {
                 // SAFETY: `k * slot + slot <= udp_buf.len()`, checked when the buffer was sized.
+                let p = unsafe { base.add(k * slot) };
                 iov[k] = libc::iovec {
-                    iov_base: unsafe { base.add(k * slot) }.cast(),
+                    iov_base: p.cast(),
                     iov_len: slot,
                 };
                 msgs[k].msg_hdr.msg_iov = &mut iov[k];
