@@ -47,7 +47,7 @@ impl ServeConfig {
         let codec = &self.ws.codec;
         let need_in = codec
             .max_frame_payload
-            .saturating_add(14 + cfg.recv_buffer_size);
+            .saturating_add(14 + cfg.recv_buffer_size.max(cfg.epoll_read_buffer));
         cfg.max_in_buffer = cfg.max_in_buffer.max(need_in);
         cfg.max_out_buffer = cfg
             .max_out_buffer

@@ -170,8 +170,11 @@ pub struct RuntimeConfig {
     pub uring_entries: u32,
     /// io_uring: provided receive buffers per core (a power of two).
     pub recv_buffers: u16,
-    /// Size of one receive buffer; epoll uses one of this size per core.
+    /// io_uring: size of one provided receive buffer.
     pub recv_buffer_size: usize,
+    /// epoll: size of the one receive buffer each core shares between its connections (a read
+    /// never takes more; 64 KiB holds a 16 KiB WebSocket frame and its header in one read).
+    pub epoll_read_buffer: usize,
     /// io_uring: provided buffers for UDP datagrams (a power of two).
     pub udp_buffers: u16,
     /// Largest UDP datagram received (bytes); larger ones are truncated and dropped.
@@ -200,6 +203,7 @@ impl Default for RuntimeConfig {
             uring_entries: 1024,
             recv_buffers: 512,
             recv_buffer_size: 16 * 1024,
+            epoll_read_buffer: 64 * 1024,
             udp_buffers: 256,
             udp_max_datagram: 2048,
             backlog: 1024,

@@ -85,7 +85,7 @@ impl Epoll {
             )?;
         }
         let size = cfg
-            .recv_buffer_size
+            .epoll_read_buffer
             .max(if udp.is_empty() {
                 0
             } else {
