@@ -68,7 +68,8 @@ pub struct Heartbeat {
     pub interval: Duration,
     /// Close the connection when no pong arrived this long after a ping.
     pub timeout: Duration,
-    /// Only ping when nothing was received during the last interval.
+    /// Only ping when nothing was received during the last interval; then any input (not only
+    /// a pong) before the timeout keeps the connection.
     pub only_if_idle: bool,
 }
 
@@ -624,6 +625,12 @@ impl<H: WsHandler> WsServer<H> {
     fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         let now = cx.now();
         st.last_rx = now;
+        // In only-if-idle mode any input is proof of life: it also answers an outstanding ping.
+        if self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle)
+            && let Some(t) = st.pong_timer.take()
+        {
+            cx.cancel_timer(t);
+        }
         let mut start = 0;
         while let Some(buf) = data.get_mut(start..) {
             let r = match st.ws.handle_read(now, buf) {
