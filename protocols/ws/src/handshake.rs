@@ -293,28 +293,10 @@ impl<'b> UpgradeRequest<'b> {
     ) -> Result<Option<(Self, usize)>, WsError> {
         let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut raw);
-        let n = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                return if buf.len() > max_head {
-                    Err(WsError::HandshakeTooLarge)
-                } else {
-                    Ok(None)
-                };
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(WsError::HandshakeTooLarge),
-            Err(_) => return Err(WsError::HandshakeMalformed),
+        let Some(n) = head_len(req.parse(buf), buf.len(), max_head)? else {
+            return Ok(None);
         };
-        if n > max_head {
-            return Err(WsError::HandshakeTooLarge);
-        }
-        let mut headers = [Header::EMPTY; MAX_HEADERS];
-        for (d, s) in headers.iter_mut().zip(req.headers.iter()) {
-            *d = Header {
-                name: s.name,
-                value: s.value,
-            };
-        }
+        let headers = copy_headers(req.headers);
         let count = req.headers.len().min(MAX_HEADERS);
         let method = req.method.unwrap_or_default();
         let target = req.path.unwrap_or_default();
@@ -799,31 +781,13 @@ impl<'b> ServerResponse<'b> {
     ) -> Result<Option<(Self, usize)>, WsError> {
         let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut raw);
-        let n = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                return if buf.len() > max_head {
-                    Err(WsError::HandshakeTooLarge)
-                } else {
-                    Ok(None)
-                };
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(WsError::HandshakeTooLarge),
-            Err(_) => return Err(WsError::HandshakeMalformed),
+        let Some(n) = head_len(resp.parse(buf), buf.len(), max_head)? else {
+            return Ok(None);
         };
-        if n > max_head {
-            return Err(WsError::HandshakeTooLarge);
-        }
         if resp.version != Some(1) {
             return Err(WsError::NotHttp11);
         }
-        let mut headers = [Header::EMPTY; MAX_HEADERS];
-        for (d, s) in headers.iter_mut().zip(resp.headers.iter()) {
-            *d = Header {
-                name: s.name,
-                value: s.value,
-            };
-        }
+        let headers = copy_headers(resp.headers);
         let header_count = resp.headers.len().min(MAX_HEADERS);
         Ok(Some((
             Self {
@@ -857,6 +821,35 @@ impl fmt::Debug for ServerResponse<'_> {
             .field("headers", &self.headers())
             .finish()
     }
+}
+
+/// The length of a complete head, `None` while incomplete; a head past `max_head` bytes
+/// (complete or not) or with more than [`MAX_HEADERS`] headers is [`WsError::HandshakeTooLarge`].
+fn head_len(
+    parsed: Result<httparse::Status<usize>, httparse::Error>,
+    buffered: usize,
+    max_head: usize,
+) -> Result<Option<usize>, WsError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > max_head => Err(WsError::HandshakeTooLarge),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered > max_head => Err(WsError::HandshakeTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(WsError::HandshakeTooLarge),
+        Err(_) => Err(WsError::HandshakeMalformed),
+    }
+}
+
+/// Borrowed copies of httparse's headers (at most [`MAX_HEADERS`]).
+fn copy_headers<'b>(src: &[httparse::Header<'b>]) -> [Header<'b>; MAX_HEADERS] {
+    let mut headers = [Header::EMPTY; MAX_HEADERS];
+    for (d, s) in headers.iter_mut().zip(src.iter()) {
+        *d = Header {
+            name: s.name,
+            value: s.value,
+        };
+    }
+    headers
 }
 
 #[cfg(test)]
