@@ -754,7 +754,35 @@ pub(crate) enum Next {
     Finish,
 }
 
+/// What a driver does for [`Core::settle`]: start a touched connection's I/O, send queued
+/// datagrams.
+pub(crate) trait Io<P: Plugin> {
+    fn service_conn(&mut self, core: &mut Core<P>, key: Key);
+    fn flush_datagrams(&mut self, core: &mut Core<P>);
+}
+
 impl<P: Plugin> Core<P> {
+    /// Service every connection a callback touched, and the UDP queue, until nothing is left
+    /// (servicing may call plugins, which may touch more connections). Both drivers run this
+    /// before they wait.
+    pub(crate) fn settle(&mut self, io: &mut impl Io<P>) {
+        while !self.sh.dirty.is_empty()
+            || !self.sh.udp_out.is_empty()
+            || !self.sh.udp_ops.is_empty()
+        {
+            let mut dirty = std::mem::take(&mut self.sh.dirty);
+            for &key in &dirty {
+                io.service_conn(self, key);
+            }
+            dirty.clear();
+            if self.sh.dirty.is_empty() {
+                // Keep the allocation for the next batch.
+                self.sh.dirty = dirty;
+            }
+            io.flush_datagrams(self);
+        }
+    }
+
     pub(crate) fn new(plugin: P, sh: Shared, inbox: Receiver<Envelope>) -> Self {
         Core {
             plugin,

@@ -520,21 +520,7 @@ impl Epoll {
     pub(crate) fn run<P: Plugin>(mut self, core: &mut Core<P>, bus: &Bus) -> io::Result<()> {
         loop {
             core.sh.now = Instant::now();
-            while !core.sh.dirty.is_empty()
-                || !core.sh.udp_out.is_empty()
-                || !core.sh.udp_ops.is_empty()
-            {
-                let dirty = std::mem::take(&mut core.sh.dirty);
-                for key in &dirty {
-                    self.service(core, *key);
-                }
-                let mut d = dirty;
-                d.clear();
-                if core.sh.dirty.is_empty() {
-                    core.sh.dirty = d;
-                }
-                self.flush_udp(core);
-            }
+            core.settle(&mut self);
             if core.sh.stopping && core.sh.conns.is_empty() {
                 break;
             }
@@ -595,5 +581,14 @@ impl Epoll {
         }
         core.publish_stats();
         Ok(())
+    }
+}
+
+impl<P: Plugin> crate::core::Io<P> for Epoll {
+    fn service_conn(&mut self, core: &mut Core<P>, key: Key) {
+        self.service(core, key);
+    }
+    fn flush_datagrams(&mut self, core: &mut Core<P>) {
+        self.flush_udp(core);
     }
 }

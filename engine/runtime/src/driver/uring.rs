@@ -699,22 +699,7 @@ impl Uring {
             self.arm_wake();
             self.arm_listeners(core.sh.stopping);
             self.arm_udp(core.sh.stopping);
-            // Service every connection a callback touched, until none is left.
-            while !core.sh.dirty.is_empty()
-                || !core.sh.udp_out.is_empty()
-                || !core.sh.udp_ops.is_empty()
-            {
-                let dirty = std::mem::take(&mut core.sh.dirty);
-                for key in &dirty {
-                    self.service(core, *key);
-                }
-                let mut d = dirty;
-                d.clear();
-                if core.sh.dirty.is_empty() {
-                    core.sh.dirty = d;
-                }
-                self.flush_udp(core);
-            }
+            core.settle(&mut self);
             self.bufs.publish();
             if let Some(u) = self.udp_bufs.as_mut() {
                 u.publish();
@@ -967,5 +952,14 @@ pub(crate) fn set_nodelay(fd: RawFd, on: bool) {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
+    }
+}
+
+impl<P: Plugin> crate::core::Io<P> for Uring {
+    fn service_conn(&mut self, core: &mut Core<P>, key: Key) {
+        self.service(core, key);
+    }
+    fn flush_datagrams(&mut self, core: &mut Core<P>) {
+        self.flush_udp(core);
     }
 }
