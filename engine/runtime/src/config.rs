@@ -185,6 +185,10 @@ pub struct RuntimeConfig {
     pub nodelay: bool,
     /// Most reads one connection gets per loop turn on epoll before others get theirs.
     pub reads_per_turn: usize,
+    /// TLS: a handshake not complete after this long is aborted.
+    pub tls_handshake_timeout: Duration,
+    /// TLS: handshakes in progress per core; past it new TLS connections are refused.
+    pub tls_max_handshakes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -209,6 +213,8 @@ impl Default for RuntimeConfig {
             backlog: 1024,
             nodelay: true,
             reads_per_turn: 16,
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_max_handshakes: 1024,
         }
     }
 }

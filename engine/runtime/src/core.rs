@@ -135,6 +135,8 @@ pub(crate) struct Conn {
     pub reason: Option<CloseReason>,
     /// io_uring: iovecs of the send in flight (kept until its CQE).
     pub sendop: Option<Box<crate::driver::SendOp>>,
+    /// TLS session, on a TLS listener's connections.
+    pub tls: Option<Box<crate::tls::TlsConn>>,
 }
 
 impl Conn {
@@ -214,9 +216,14 @@ pub struct CoreStats {
     pub datagrams_dropped: u64,
     /// io_uring: receives that found the provided-buffer ring empty (ENOBUFS) and were re-armed.
     pub recv_nobufs: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed: a bad handshake or record, the handshake deadline, or the
+    /// cap on handshakes in progress.
+    pub tls_failures: u64,
 }
 
-const STAT_FIELDS: usize = 11;
+const STAT_FIELDS: usize = 13;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -232,6 +239,8 @@ impl CoreStats {
             self.datagrams_out,
             self.datagrams_dropped,
             self.recv_nobufs,
+            self.tls_handshakes,
+            self.tls_failures,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -247,6 +256,8 @@ impl CoreStats {
             datagrams_out,
             datagrams_dropped,
             recv_nobufs,
+            tls_handshakes,
+            tls_failures,
         ] = a;
         CoreStats {
             accepted,
@@ -260,6 +271,8 @@ impl CoreStats {
             datagrams_out,
             datagrams_dropped,
             recv_nobufs,
+            tls_handshakes,
+            tls_failures,
         }
     }
 }
@@ -308,6 +321,7 @@ pub(crate) enum TimerTarget {
     ThrottleWrite(Key),
     ShutdownDeadline,
     PublishStats,
+    TlsHandshake(Key),
 }
 
 /// A timer handle, for [`CoreCtx::cancel_timer`].
@@ -349,6 +363,12 @@ pub(crate) struct Shared {
     /// Sockets added or closed by plugins, for the driver to pick up after the callback.
     pub udp_ops: Vec<UdpOp>,
     pub driver: crate::DriverKind,
+    /// Per listener: its TLS acceptor, if it is a TLS listener.
+    pub tls: Arc<Vec<Option<Arc<crate::tls::TlsAcceptor>>>>,
+    /// TLS handshakes in progress on this core.
+    pub tls_handshaking: usize,
+    /// Scratch for decrypted input (kept between calls).
+    pub tls_plain: Vec<u8>,
 }
 
 impl Shared {
@@ -392,10 +412,15 @@ impl Shared {
         if total == 0 {
             return Ok(c.out_len);
         }
-        for b in chunks.iter().filter(|b| !b.is_empty()) {
-            c.out.push_back(b.clone());
+        if let Some(t) = c.tls.as_mut() {
+            t.encrypt(chunks);
+            c.out_len += t.drain_into(&mut c.out);
+        } else {
+            for b in chunks.iter().filter(|b| !b.is_empty()) {
+                c.out.push_back(b.clone());
+            }
+            c.out_len += total;
         }
-        c.out_len += total;
         c.flags |= WAS_BUSY;
         let buffered = c.out_len;
         self.mark_dirty(key);
@@ -412,6 +437,13 @@ impl Shared {
             } else {
                 CloseReason::Local
             });
+            if let Some(t) = c.tls.as_mut()
+                && !t.handshaking
+                && !t.failed
+            {
+                t.conn.send_close_notify();
+                c.out_len += t.drain_into(&mut c.out);
+            }
             // What arrived but was not consumed will never be: free it now.
             c.inbuf = Vec::new();
             self.mark_dirty(key);
@@ -663,7 +695,19 @@ impl ConnCtx<'_> {
         let key = self.key;
         self.core.sh.queue(key, chunks)
     }
-    /// Bytes queued and not yet written.
+    /// The TLS session (ALPN, SNI, client certificate...), on a TLS listener's connection.
+    pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
+        self.conn()
+            .and_then(|c| c.tls.as_deref())
+            .map(|t| crate::tls::TlsInfo { conn: &t.conn })
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.conn().is_some_and(|c| c.tls.is_some())
+    }
+
+    /// Bytes queued for sending and not yet written (on TLS: encrypted bytes).
     pub fn buffered(&self) -> usize {
         self.conn().map_or(0, |c| c.out_len)
     }
@@ -854,8 +898,10 @@ impl<P: Plugin> Core<P> {
             throttle: None,
             reason: None,
             sendop: None,
+            tls: None,
         };
         let throttle = cfg.throttle;
+        let tls = self.sh.tls.get(listener).and_then(Option::clone);
         let key = self.sh.conns.insert(conn);
         let idx = key.index() as usize;
         if self.states.len() <= idx {
@@ -870,17 +916,58 @@ impl<P: Plugin> Core<P> {
         if throttle.read.is_some() || throttle.write.is_some() {
             cx.set_throttle(throttle);
         }
+        if let Some(acc) = tls {
+            // The plugin sees the connection once the handshake completed (deliver_tls).
+            self.start_tls(key, &acc);
+            return Some(key);
+        }
+        self.open_plugin(key);
+        Some(key)
+    }
+
+    /// Begin a TLS server handshake on a new connection, within the per-core cap.
+    fn start_tls(&mut self, key: Key, acc: &crate::tls::TlsAcceptor) {
+        let peer = self.sh.conns.get(key).map(|c| c.peer);
+        if self.sh.tls_handshaking >= self.sh.cfg.tls_max_handshakes {
+            tracing::debug!(?peer, "tls: refused, handshakes in progress at the cap");
+            self.sh.stats.refused += 1;
+            self.sh.stats.tls_failures += 1;
+            self.sh.abort(key, CloseReason::Refused);
+            return;
+        }
+        match crate::tls::TlsConn::new(acc.config()) {
+            Ok(t) => {
+                if let Some(c) = self.sh.conns.get_mut(key) {
+                    c.tls = Some(Box::new(t));
+                }
+                self.sh.tls_handshaking += 1;
+                let d = self.sh.cfg.tls_handshake_timeout;
+                self.sh.set_timer(d, TimerTarget::TlsHandshake(key));
+            }
+            Err(e) => {
+                tracing::warn!(?peer, "tls: cannot start a session: {e}");
+                self.sh.stats.tls_failures += 1;
+                self.sh.abort(key, CloseReason::Tls);
+            }
+        }
+    }
+
+    /// Hand an accepted (and, on TLS, handshaken) connection to the plugin.
+    fn open_plugin(&mut self, key: Key) {
+        let idx = key.index() as usize;
+        let mut cx = ConnCtx {
+            core: CoreCtx { sh: &mut self.sh },
+            key,
+        };
         match self.plugin.on_open(&mut cx) {
             Some(st) => {
                 if let Some(s) = self.states.get_mut(idx) {
                     *s = Some(st);
                 }
-                Some(key)
             }
             None => {
                 self.sh.stats.refused += 1;
                 self.sh.abort(key, CloseReason::Refused);
-                Some(key)
             }
         }
     }
@@ -888,7 +975,6 @@ impl<P: Plugin> Core<P> {
     /// Bytes arrived on a connection. `data` is the driver's receive buffer.
     pub(crate) fn deliver(&mut self, key: Key, data: &mut [u8]) {
         let now = self.sh.now;
-        let max_in = self.sh.cfg.max_in_buffer;
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
@@ -908,6 +994,76 @@ impl<P: Plugin> Core<P> {
         };
         if c.flags & (CLOSING | ABORT) != 0 {
             return; // input after close is discarded
+        }
+        if c.tls.is_some() {
+            self.deliver_tls(key, data);
+        } else {
+            self.deliver_plain(key, data);
+        }
+    }
+
+    /// Records arrived on a TLS connection: decrypt, finish the handshake (then open the
+    /// connection to the plugin), deliver the plaintext.
+    fn deliver_tls(&mut self, key: Key, data: &[u8]) {
+        let mut plain = std::mem::take(&mut self.sh.tls_plain);
+        plain.clear();
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        let Some(t) = c.tls.as_mut() else { return };
+        let fed = t.feed(data, &mut plain);
+        let opened = t.handshaking && !t.conn.is_handshaking();
+        if opened {
+            t.handshaking = false;
+        }
+        let handshaking = t.handshaking;
+        let added = t.drain_into(&mut c.out);
+        c.out_len += added;
+        let peer = c.peer;
+        if added > 0 {
+            self.sh.mark_dirty(key);
+        }
+        if let Some(e) = fed.error {
+            tracing::debug!(%peer, "tls: closing: {e}");
+            if let Some(c) = self.sh.conns.get_mut(key) {
+                if let Some(t) = c.tls.as_mut() {
+                    t.failed = true;
+                }
+                c.flags |= CLOSING;
+                c.reason = Some(CloseReason::Tls);
+                c.inbuf = Vec::new();
+            }
+            if handshaking {
+                self.sh.stats.tls_failures += 1;
+            }
+            self.sh.mark_dirty(key);
+            self.sh.tls_plain = plain;
+            return;
+        }
+        if opened {
+            self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
+            self.sh.stats.tls_handshakes += 1;
+            self.open_plugin(key);
+        }
+        if !plain.is_empty() {
+            self.deliver_plain(key, &mut plain);
+        }
+        if fed.peer_closed {
+            self.eof(key);
+        }
+        if plain.capacity() <= 256 * 1024 {
+            self.sh.tls_plain = plain;
+        }
+    }
+
+    /// Plaintext for the plugin: straight from `data`, or after what is still buffered.
+    fn deliver_plain(&mut self, key: Key, data: &mut [u8]) {
+        let max_in = self.sh.cfg.max_in_buffer;
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        if c.flags & (CLOSING | ABORT) != 0 {
+            return;
         }
         if c.inbuf.is_empty() {
             // Fast path: the plugin reads straight from the driver's buffer.
@@ -997,7 +1153,10 @@ impl<P: Plugin> Core<P> {
             return;
         };
         c.flags |= READ_CLOSED;
-        if c.flags & (CLOSING | ABORT | EOF_TOLD) == 0 {
+        if c.tls.as_ref().is_some_and(|t| t.handshaking) {
+            // The peer left mid-handshake: the plugin never saw this connection.
+            self.sh.close(key);
+        } else if c.flags & (CLOSING | ABORT | EOF_TOLD) == 0 {
             c.flags |= EOF_TOLD;
             self.with_conn(key, |p, st, cx| p.on_read_closed(st, cx));
         }
@@ -1104,6 +1263,9 @@ impl<P: Plugin> Core<P> {
         }
         // SAFETY: the fd belongs to this connection and no operation is in flight on it.
         unsafe { libc::close(c.fd) };
+        if c.tls.as_ref().is_some_and(|t| t.handshaking) {
+            self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
+        }
         self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
         self.sh.stats.closed += 1;
         self.sh.stats.open = self.sh.stats.open.saturating_sub(1);
@@ -1168,6 +1330,16 @@ impl<P: Plugin> Core<P> {
                 TimerTarget::ShutdownDeadline => {
                     for key in self.sh.conns.keys() {
                         self.sh.abort(key, CloseReason::Shutdown);
+                    }
+                }
+                TimerTarget::TlsHandshake(key) => {
+                    if let Some(c) = self.sh.conns.get(key)
+                        && c.tls.as_ref().is_some_and(|t| t.handshaking)
+                        && c.flags & (CLOSING | ABORT) == 0
+                    {
+                        tracing::debug!(peer = %c.peer, "tls: handshake deadline passed");
+                        self.sh.stats.tls_failures += 1;
+                        self.sh.abort(key, CloseReason::Tls);
                     }
                 }
                 TimerTarget::PublishStats => {

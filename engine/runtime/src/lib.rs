@@ -5,8 +5,9 @@
 //! core), connection slab, timer wheel, receive buffers and plugin instance. Nothing on the
 //! per-message path is shared or locked.
 //!
-//! It knows no protocol: protocols arrive as [`Plugin`]s. What it does not do: TLS (a later
-//! layer), protocol parsing, or anything async — callbacks run to completion on their core.
+//! It knows no protocol: protocols arrive as [`Plugin`]s. TLS (rustls) is a layer it runs between
+//! the socket and the plugin on listeners added with [`ServerBuilder::tcp_tls`] ([`tls`]). What it
+//! does not do: protocol parsing, or anything async — callbacks run to completion on their core.
 //!
 //! ```no_run
 //! use ringwire_runtime::{ConnCtx, Plugin, RuntimeConfig, ServerBuilder};
@@ -43,6 +44,7 @@ mod plugin;
 mod server;
 pub mod slab;
 pub mod timer;
+pub mod tls;
 
 pub use bus::BusMessage;
 pub use bytes::Bytes;

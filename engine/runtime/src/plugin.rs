@@ -76,8 +76,11 @@ pub enum CloseReason {
     InputOverflow,
     /// The server stopped and the shutdown deadline passed.
     Shutdown,
-    /// The plugin refused the connection in `on_open`.
+    /// The plugin refused the connection in `on_open` (or, on TLS, the core was at its cap
+    /// of handshakes in progress).
     Refused,
+    /// TLS: a failed handshake, a bad record, or the handshake deadline.
+    Tls,
 }
 
 /// Why a send was not queued.

@@ -16,6 +16,7 @@ use crate::driver::{epoll::Epoll, resolve_driver, uring::Uring};
 use crate::plugin::{ListenerId, PluginFactory, UdpId};
 use crate::slab::Slab;
 use crate::timer::TimerWheel;
+use crate::tls::TlsAcceptor;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -23,6 +24,7 @@ type Hook = Box<dyn FnOnce() + Send>;
 pub struct ServerBuilder {
     cfg: RuntimeConfig,
     tcp: Vec<SocketAddr>,
+    tls: Vec<Option<Arc<TlsAcceptor>>>,
     udp: Vec<SocketAddr>,
     on_stopped: Vec<Hook>,
 }
@@ -33,6 +35,7 @@ impl ServerBuilder {
         ServerBuilder {
             cfg,
             tcp: Vec::new(),
+            tls: Vec::new(),
             udp: Vec::new(),
             on_stopped: Vec::new(),
         }
@@ -46,6 +49,15 @@ impl ServerBuilder {
     /// Add a TCP binding (port 0 picks a free port, the same one on every core).
     pub fn tcp(&mut self, addr: SocketAddr) -> ListenerId {
         self.tcp.push(addr);
+        self.tls.push(None);
+        ListenerId(self.tcp.len() - 1)
+    }
+
+    /// Add a TLS binding: connections run the handshake with `tls`'s configuration (swapped on
+    /// [`TlsAcceptor::reload`]) and the plugin sees plaintext.
+    pub fn tcp_tls(&mut self, addr: SocketAddr, tls: Arc<TlsAcceptor>) -> ListenerId {
+        self.tcp.push(addr);
+        self.tls.push(Some(tls));
         ListenerId(self.tcp.len() - 1)
     }
 
@@ -65,9 +77,11 @@ impl ServerBuilder {
         let ServerBuilder {
             cfg,
             tcp,
+            tls,
             udp,
             on_stopped,
         } = self;
+        let tls = Arc::new(tls);
         let threads = cfg.resolved_threads();
         let (driver, why) = resolve_driver(cfg.driver).map_err(io::Error::other)?;
         tracing::info!(driver = %driver, threads, "driver chosen: {why}");
@@ -138,6 +152,7 @@ impl ServerBuilder {
             let bus = bus.clone();
             let factory = factory.clone();
             let ready = ready_tx.clone();
+            let tls = tls.clone();
             let j = std::thread::Builder::new()
                 .name(format!("ringwire-{core}"))
                 .spawn(move || {
@@ -161,6 +176,9 @@ impl ServerBuilder {
                         udp_free: Vec::new(),
                         udp_ops: Vec::new(),
                         driver,
+                        tls,
+                        tls_handshaking: 0,
+                        tls_plain: Vec::new(),
                     };
                     let plugin = factory.create(core);
                     let mut c = Core::new(plugin, sh, inbox);
