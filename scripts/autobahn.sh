@@ -13,11 +13,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DRIVERS="uring epoll"
 CASES='*'
+TLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --driver) DRIVERS="$2"; shift 2 ;;
     --cases) CASES="$2"; shift 2 ;;
     --full) CASES='*'; DRIVERS="uring epoll"; shift ;;
+    --tls) TLS=1; shift ;;  # wss:// against --bind-tls with the self-signed certificate
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -47,10 +49,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 status=0
 for driver in $DRIVERS; do
   port=$(free_port)
-  out="$REPORTS/$driver"
+  scheme=ws; tag=$driver
+  [ "$TLS" = 1 ] && { scheme=wss; tag="$driver-tls"; }
+  out="$REPORTS/$tag"
   rm -rf "$out"; mkdir -p "$out"
   # Category 9 sends 16 MiB messages; the limits sit just above that.
-  "$RINGWIRE_BIN" serve --threads 1 --driver "$driver" --bind "127.0.0.1:$port" \
+  if [ "$TLS" = 1 ]; then
+    listen=(--bind "127.0.0.1:$(free_port)" --bind-tls "127.0.0.1:$port" --tls-self-signed)
+  else
+    listen=(--bind "127.0.0.1:$port")
+  fi
+  "$RINGWIRE_BIN" serve --threads 1 --driver "$driver" "${listen[@]}" \
       --ws-max-message $((64 << 20)) > "$out/server.out" 2> "$out/server.err" &
   srv=$!
   trap 'kill $srv 2>/dev/null || true' EXIT
@@ -58,14 +67,14 @@ for driver in $DRIVERS; do
   grep -q "driver=$driver" "$out/server.out" || { echo "[autobahn] server did not start with driver=$driver"; cat "$out/server.err"; exit 1; }
   cases_json=$(python3 -c 'import json,sys; print(json.dumps([c.strip() for c in sys.argv[1].split(",")]))' "$CASES")
   cat > "$out/spec.json" <<JSON
-{"outdir": "$out/html", "servers": [{"agent": "ringwire-$driver", "url": "ws://127.0.0.1:$port/echo"}],
+{"outdir": "$out/html", "servers": [{"agent": "ringwire-$tag", "url": "$scheme://127.0.0.1:$port/echo"}],
  "cases": $cases_json, "exclude-cases": [], "exclude-agent-cases": {}}
 JSON
-  echo "[autobahn] driver=$driver cases=$CASES port=$port"
+  echo "[autobahn] driver=$driver cases=$CASES url=$scheme://127.0.0.1:$port"
   (cd "$out" && $PY2 "$DIR/wstest.py" -m fuzzingclient -s "$out/spec.json" > "$out/wstest.log" 2>&1) || true
   kill $srv 2>/dev/null || true; wait $srv 2>/dev/null || true
   trap - EXIT
-  python3 - "$out/html/index.json" "$driver" <<'PY' || status=1
+  python3 - "$out/html/index.json" "$tag" <<'PY' || status=1
 import json, sys
 path, driver = sys.argv[1], sys.argv[2]
 try:

@@ -52,7 +52,7 @@ while len(out) < int(sys.argv[1]):
 print(" ".join(map(str, out)))
 EOF
 }
-read -r PORT PORT1 PEER_PORT CPORT <<<"$(free_ports 4)"
+read -r PORT PORT1 PEER_PORT CPORT TLS_PORT <<<"$(free_ports 5)"
 MSGS=${UCLIENT_MSGS:-50}
 PASS=0
 FAIL=0
@@ -68,8 +68,10 @@ wait_line() { # file, pattern
 # ---- 1. coturn's clients against ringwire ------------------------------------------------
 # --turn-rfc5766-channels: turnutils_uclient picks channel numbers in RFC 5766's
 # 0x4000-0x7FFF; our default is RFC 8656's 0x4000-0x4FFF.
+# --stun-tls: TURN over TLS (TCP) with the development certificate (uclient does not verify).
 "$BIN" serve --stun "127.0.0.1:$PORT" --turn-user u:p --realm r --turn-allow-loopback-peers \
     --turn-rfc5766-channels --turn-relay-ports 50000-50999 --threads 2 \
+    --stun-tls "127.0.0.1:$TLS_PORT" --tls-self-signed \
     >"$WORK/ringwire.out" 2>"$WORK/ringwire.err" &
 PIDS+=($!)
 if ! wait_line "$WORK/ringwire.out" "listening on 127.0.0.1:$PORT"; then
@@ -108,6 +110,7 @@ uclient "channels" -c
 uclient "send-indications (-s)" -c -s
 uclient "tcp (-t)" -c -t
 uclient "tcp send-indications (-t -s)" -c -t -s
+UPORT=$TLS_PORT uclient "tls (-t -S)" -c -t -S
 uclient "channel padding (-D)" -c -D
 uclient "dont-fragment (-g)" -c -g
 uclient "client-to-client (-y)" -c -y

@@ -23,6 +23,20 @@
 //! cors_origin = "*"              # or "https://a.example, https://b.example"
 //! http_max_body = 16777216       # 413 past it
 //! http_keep_alive_ms = 60000
+//! no_test_page = false           # /ringwire.html and /ringwire.js
+//! auth_user = ["admin=1234"]     # enables authentication (docs/http.md)
+//! auth_mode = "basic,session,url"  # or bearer, all
+//! auth_bearer_token = ["t0ken"]
+//! auth_exempt = ["/public/"]
+//! auth_realm = "ringwire"
+//! auth_session_ttl_ms = 60000
+//! upload_dir = "/srv/uploads"    # enables POST /upload
+//! upload_min_size = 0            # smaller file parts stay in memory
+//! upload_max_file = 4294967296
+//! upload_max_body = 4294967296
+//! upload_max_parts = 64
+//! log_file = "/var/log/ringwire.log"
+//! log_payload_max = 256
 //! # STUN/TURN (docs/stun.md)
 //! stun = ["127.0.0.1:3478"]      # UDP and TCP on each address
 //! turn_user = ["user:pass"]
@@ -37,6 +51,20 @@
 //! turn_user_quota = 0           # 0 = unlimited
 //! turn_max_lifetime = 3600
 //! stun_alternate_server = "192.0.2.2:3478"
+//! # TLS (docs/tls.md)
+//! bind_tls = ["127.0.0.1:8443"]  # HTTPS/WSS listeners
+//! stun_tls = ["127.0.0.1:5349"]  # TURN over TLS (TCP)
+//! tls_cert = ["/etc/ringwire/a.pem"]  # chains, leaf first; the first is the default,
+//! tls_key = ["/etc/ringwire/a.key"]   # the others are picked by SNI
+//! tls_self_signed = false        # development: generate one for localhost
+//! tls_alpn = ["http/1.1"]
+//! tls_client_ca = "/etc/ringwire/clients-ca.pem"
+//! tls_client_auth = "required"   # or "optional" (with tls_client_ca)
+//! tls_session_cache = 4096
+//! tls_tickets = true
+//! tls12 = true
+//! tls_handshake_timeout_ms = 10000
+//! tls_max_handshakes = 1024      # per core, in progress
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +140,34 @@ pub struct FileConfig {
     pub http_max_body: Option<u64>,
     /// HTTP: close keep-alive connections idle this long (ms).
     pub http_keep_alive_ms: Option<u64>,
+    /// HTTP: do not serve the test page `/ringwire.html` and `/ringwire.js`.
+    pub no_test_page: Option<bool>,
+    /// Auth: users, `"USER=PASSWORD"` (Basic, Session and URL schemes).
+    pub auth_user: Option<Vec<String>>,
+    /// Auth: accepted schemes, comma-separated: basic, session, url, bearer, all.
+    pub auth_mode: Option<String>,
+    /// Auth: accepted bearer tokens.
+    pub auth_bearer_token: Option<Vec<String>>,
+    /// Auth: path prefixes that need no credentials.
+    pub auth_exempt: Option<Vec<String>>,
+    /// Auth: the realm of `WWW-Authenticate`.
+    pub auth_realm: Option<String>,
+    /// Auth: session token lifetime (ms).
+    pub auth_session_ttl_ms: Option<u64>,
+    /// Uploads: enable `POST /upload`, saving files in this directory.
+    pub upload_dir: Option<std::path::PathBuf>,
+    /// Uploads: file parts smaller than this stay in memory (bytes; 0 = all to disk).
+    pub upload_min_size: Option<u64>,
+    /// Uploads: largest file part (bytes), 413 past it.
+    pub upload_max_file: Option<u64>,
+    /// Uploads: largest upload request body (bytes), 413 past it.
+    pub upload_max_body: Option<u64>,
+    /// Uploads: most parts in one upload, 413 past it.
+    pub upload_max_parts: Option<usize>,
+    /// Connection log file (connect, disconnect, request, handshake and frame lines).
+    pub log_file: Option<std::path::PathBuf>,
+    /// Connection log: WebSocket payload bytes written per frame.
+    pub log_payload_max: Option<usize>,
     /// STUN/TURN listeners (UDP and TCP on each address).
     pub stun: Option<Vec<SocketAddr>>,
     /// TURN users, `"USER:PASSWORD"`.
@@ -138,6 +194,32 @@ pub struct FileConfig {
     pub turn_max_lifetime: Option<u64>,
     /// 300 Try Alternate target.
     pub stun_alternate_server: Option<SocketAddr>,
+    /// TLS: HTTPS/WSS listeners.
+    pub bind_tls: Option<Vec<SocketAddr>>,
+    /// TLS: TURN-over-TLS listeners (TCP).
+    pub stun_tls: Option<Vec<SocketAddr>>,
+    /// TLS: certificate chains (PEM), paired in order with `tls_key`.
+    pub tls_cert: Option<Vec<std::path::PathBuf>>,
+    /// TLS: private keys (PEM).
+    pub tls_key: Option<Vec<std::path::PathBuf>>,
+    /// TLS: generate a self-signed certificate for localhost (development).
+    pub tls_self_signed: Option<bool>,
+    /// TLS: ALPN protocols offered.
+    pub tls_alpn: Option<Vec<String>>,
+    /// TLS: CA file client certificates are verified against.
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// TLS: `optional` or `required` client certificates.
+    pub tls_client_auth: Option<String>,
+    /// TLS: sessions kept for resumption.
+    pub tls_session_cache: Option<usize>,
+    /// TLS: issue session tickets.
+    pub tls_tickets: Option<bool>,
+    /// TLS: accept TLS 1.2 as well as 1.3.
+    pub tls12: Option<bool>,
+    /// TLS: handshake deadline in ms.
+    pub tls_handshake_timeout_ms: Option<u64>,
+    /// TLS: handshakes in progress per core.
+    pub tls_max_handshakes: Option<usize>,
 }
 
 /// A configuration error with the key it concerns.
@@ -200,6 +282,20 @@ impl FileConfig {
             cors_origin,
             http_max_body,
             http_keep_alive_ms,
+            no_test_page,
+            auth_user,
+            auth_mode,
+            auth_bearer_token,
+            auth_exempt,
+            auth_realm,
+            auth_session_ttl_ms,
+            upload_dir,
+            upload_min_size,
+            upload_max_file,
+            upload_max_body,
+            upload_max_parts,
+            log_file,
+            log_payload_max,
             stun,
             turn_user,
             realm,
@@ -213,6 +309,19 @@ impl FileConfig {
             turn_user_quota,
             turn_max_lifetime,
             stun_alternate_server,
+            bind_tls,
+            stun_tls,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            tls_alpn,
+            tls_client_ca,
+            tls_client_auth,
+            tls_session_cache,
+            tls_tickets,
+            tls12,
+            tls_handshake_timeout_ms,
+            tls_max_handshakes,
         )
     }
 
@@ -269,6 +378,15 @@ impl FileConfig {
                 return Err(ConfigError("recv_buffer_size must be at least 64".into()));
             }
             c.recv_buffer_size = v;
+        }
+        if let Some(v) = self.tls_handshake_timeout_ms {
+            c.tls_handshake_timeout = Duration::from_millis(v.max(1));
+        }
+        if let Some(v) = self.tls_max_handshakes {
+            if v == 0 {
+                return Err(ConfigError("tls_max_handshakes must be at least 1".into()));
+            }
+            c.tls_max_handshakes = v;
         }
         Ok(c)
     }
@@ -348,6 +466,7 @@ impl FileConfig {
             }
             c.keep_alive_timeout = Duration::from_millis(ms);
         }
+        crate::http::builtin::configure(self, &mut c)?;
         Ok(c)
     }
 }

@@ -69,6 +69,8 @@ struct ServeArgs {
     throttle_write: Option<u64>,
     #[command(flatten)]
     stun: ringwire::stun::cli::StunServeArgs,
+    #[command(flatten)]
+    tls: ringwire::tls::TlsServeArgs,
     /// WebSocket: largest message in bytes (close 1009 past it).
     #[arg(long)]
     ws_max_message: Option<usize>,
@@ -90,6 +92,53 @@ struct ServeArgs {
     /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
     #[arg(long)]
     cors_origin: Option<String>,
+    /// HTTP: do not serve the test page /ringwire.html and the client /ringwire.js.
+    #[arg(long)]
+    no_test_page: bool,
+    /// Auth: a user, USER=PASSWORD (repeatable; turns authentication on).
+    #[arg(
+        long = "auth-user",
+        visible_alias = "auth-basic",
+        value_name = "USER=PASSWORD"
+    )]
+    auth_user: Vec<String>,
+    /// Auth: accepted schemes, comma-separated: basic, session, url, bearer, all
+    /// (default: basic,session,url, plus bearer when tokens are given).
+    #[arg(long)]
+    auth_mode: Option<String>,
+    /// Auth: an accepted bearer token (repeatable).
+    #[arg(long = "auth-bearer-token", value_name = "TOKEN")]
+    auth_bearer_token: Vec<String>,
+    /// Auth: a path prefix that needs no credentials (repeatable).
+    #[arg(long = "auth-exempt", value_name = "PREFIX")]
+    auth_exempt: Vec<String>,
+    /// Auth: the realm of WWW-Authenticate.
+    #[arg(long)]
+    auth_realm: Option<String>,
+    /// Auth: session token lifetime in ms.
+    #[arg(long)]
+    auth_session_ttl_ms: Option<u64>,
+    /// Uploads: enable POST /upload (multipart/form-data), saving files in DIR.
+    #[arg(long, value_name = "DIR")]
+    upload_dir: Option<PathBuf>,
+    /// Uploads: file parts smaller than this many bytes stay in memory (0 = all to disk).
+    #[arg(long)]
+    upload_min_size: Option<u64>,
+    /// Uploads: largest file part in bytes (413 past it).
+    #[arg(long)]
+    upload_max_file: Option<u64>,
+    /// Uploads: largest upload body in bytes (413 past it).
+    #[arg(long)]
+    upload_max_body: Option<u64>,
+    /// Uploads: most parts per upload (413 past it).
+    #[arg(long)]
+    upload_max_parts: Option<usize>,
+    /// Write a connection log (connect, disconnect, request, handshake, frames) to PATH.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Connection log: WebSocket payload bytes written per frame.
+    #[arg(long)]
+    log_payload_max: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -138,9 +187,24 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         ws_idle_timeout_ms: a.ws_idle_timeout_ms,
         www: a.www,
         cors_origin: a.cors_origin,
+        no_test_page: a.no_test_page.then_some(true),
+        auth_user: (!a.auth_user.is_empty()).then_some(a.auth_user),
+        auth_mode: a.auth_mode,
+        auth_bearer_token: (!a.auth_bearer_token.is_empty()).then_some(a.auth_bearer_token),
+        auth_exempt: (!a.auth_exempt.is_empty()).then_some(a.auth_exempt),
+        auth_realm: a.auth_realm,
+        auth_session_ttl_ms: a.auth_session_ttl_ms,
+        upload_dir: a.upload_dir,
+        upload_min_size: a.upload_min_size,
+        upload_max_file: a.upload_max_file,
+        upload_max_body: a.upload_max_body,
+        upload_max_parts: a.upload_max_parts,
+        log_file: a.log_file,
+        log_payload_max: a.log_payload_max,
         ..Default::default()
     };
     let flags = a.stun.apply(flags);
+    let flags = a.tls.apply(flags);
     let cfg = file.merge(flags);
     let rt = cfg.runtime()?;
     // The default HTTP listener is left out of a STUN-only server.
@@ -150,6 +214,7 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut listeners: Vec<(SocketAddr, Service)> =
         binds.into_iter().map(|b| (b, Service::Http)).collect();
+    let tls = ringwire::tls::acceptor(&cfg)?;
     listeners.extend(
         cfg.tcp_echo
             .clone()
@@ -167,21 +232,55 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         http: cfg.http()?,
         stun: stun.map(|(s, _)| s),
     };
-    let server = serve::start_with(rt, services, &listeners)?;
+    if cfg.stun_tls.as_ref().is_some_and(|v| !v.is_empty()) && services.stun.is_none() {
+        return Err("stun_tls needs the STUN/TURN settings (--stun)".into());
+    }
+    let mut all: Vec<serve::Listener> = listeners
+        .into_iter()
+        .map(|(addr, service)| serve::Listener {
+            addr,
+            service,
+            tls: None,
+        })
+        .collect();
+    for (addrs, service) in [
+        (&cfg.bind_tls, Service::Http),
+        (&cfg.stun_tls, Service::Stun),
+    ] {
+        all.extend(addrs.iter().flatten().map(|&addr| serve::Listener {
+            addr,
+            service,
+            tls: tls.clone(),
+        }));
+    }
+    let server = serve::start_listeners(rt, services, &all)?;
     let stopper = server.stopper();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])?;
     std::thread::Builder::new()
         .name("ringwire-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    // Certificates are re-read; open connections keep theirs.
+                    match &tls {
+                        Some(acc) => match acc.reload() {
+                            Ok(()) => tracing::info!("tls: certificates reloaded (SIGHUP)"),
+                            Err(e) => tracing::error!("tls: reload failed, keeping the old: {e}"),
+                        },
+                        None => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+                    }
+                    continue;
+                }
                 tracing::info!(
                     signal = sig,
                     "stopping: closing listeners and flushing connections"
                 );
                 stopper.stop();
+                break;
             }
         })?;
     serve::announce(&server);

@@ -7,14 +7,15 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ringwire_runtime::tls::TlsAcceptor;
 use ringwire_runtime::{
     BusMessage, CloseReason, ConnCtx, CoreCtx, Plugin, RuntimeConfig, ServerBuilder, ServerHandle,
 };
 
-use crate::http::{HttpApp, HttpConfig, HttpServer, SseEndpoint};
+use crate::http::{HttpApp, HttpConfig, HttpServer};
 use crate::stun::{StunConn, StunServer, StunService, is_stun_timer};
 use crate::tcp::Echo;
-use crate::ws::{EchoHandler, HttpConn, WsServer, WsServerConfig};
+use crate::ws::{HttpConn, ServeHandler, WsServer, WsServerConfig};
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl ServeConfig {
 /// Routes each connection to the service of the listener it arrived on.
 pub struct Router {
     services: Arc<Vec<Service>>,
-    http: WsServer<EchoHandler>,
+    http: WsServer<ServeHandler>,
     echo: Echo,
     stun: Option<StunServer>,
 }
@@ -78,7 +79,7 @@ impl Router {
     pub fn new(services: Arc<Vec<Service>>, cfg: &ServeConfig) -> Self {
         Router {
             services,
-            http: WsServer::new(EchoHandler, Arc::new(cfg.ws.clone()))
+            http: WsServer::new(ServeHandler::default(), Arc::new(cfg.ws.clone()))
                 .with_http(HttpServer::new(serve_app(&cfg.http))),
             echo: Echo,
             stun: None,
@@ -153,6 +154,9 @@ impl Plugin for Router {
     fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {
         if let Some(s) = self.stun.as_mut().filter(|_| is_stun_timer(token)) {
             s.on_core_timer(cx, token);
+        } else {
+            // The HTTP plugin's (the connection log's flush).
+            self.http.on_core_timer(cx, token);
         }
     }
 
@@ -182,9 +186,10 @@ impl Plugin for Router {
     }
 }
 
-/// The HTTP application of `ringwire serve`: the SSE clock at `/events`, then static files.
+/// The HTTP application of `ringwire serve` ([`crate::http::builtin::serve_app`]): the SSE
+/// clock at `/events`, the test page, uploads, then static files.
 pub fn serve_app(cfg: &HttpConfig) -> Arc<HttpApp> {
-    Arc::new(HttpApp::new(cfg.clone()).sse("/events", SseEndpoint::clock()))
+    Arc::new(crate::http::builtin::serve_app(cfg))
 }
 
 /// Start a server with these listeners and default service settings.
@@ -197,21 +202,56 @@ pub fn start(
 
 /// Start a server with these listeners and service settings; returns once every core listens.
 pub fn start_with(
-    mut cfg: RuntimeConfig,
+    cfg: RuntimeConfig,
     services_cfg: ServeConfig,
     listeners: &[(SocketAddr, Service)],
+) -> std::io::Result<ServerHandle> {
+    let ls: Vec<Listener> = listeners
+        .iter()
+        .map(|&(addr, service)| Listener {
+            addr,
+            service,
+            tls: None,
+        })
+        .collect();
+    start_listeners(cfg, services_cfg, &ls)
+}
+
+/// One listener of `ringwire serve`.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it serves.
+    pub service: Service,
+    /// TLS on it (HTTPS/WSS; TURN over TLS is TCP only).
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
+/// Start a server with these listeners, plain or TLS; returns once every core listens.
+pub fn start_listeners(
+    mut cfg: RuntimeConfig,
+    services_cfg: ServeConfig,
+    listeners: &[Listener],
 ) -> std::io::Result<ServerHandle> {
     services_cfg.fit_runtime(&mut cfg);
     let cores = cfg.resolved_threads();
     let mut b = ServerBuilder::new(cfg);
-    for (addr, service) in listeners {
-        if *service == Service::Stun {
-            // STUN answers UDP and TCP on one port (the caller resolves port 0 first).
-            b.udp(*addr);
+    for l in listeners {
+        match &l.tls {
+            Some(acc) => {
+                b.tcp_tls(l.addr, acc.clone());
+            }
+            None => {
+                if l.service == Service::Stun {
+                    // STUN answers UDP and TCP on one port (the caller resolves port 0 first).
+                    b.udp(l.addr);
+                }
+                b.tcp(l.addr);
+            }
         }
-        b.tcp(*addr);
     }
-    let services: Arc<Vec<Service>> = Arc::new(listeners.iter().map(|(_, s)| *s).collect());
+    let services: Arc<Vec<Service>> = Arc::new(listeners.iter().map(|l| l.service).collect());
     b.start(move |core| {
         let r = Router::new(services.clone(), &services_cfg);
         match &services_cfg.stun {

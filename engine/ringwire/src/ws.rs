@@ -241,8 +241,8 @@ pub struct WsState {
 
 /// A connection on the HTTP/WebSocket port.
 pub enum HttpConn {
-    /// Waiting for a complete request head.
-    Handshake,
+    /// Waiting for a complete request head (the connection's id).
+    Handshake(ConnId),
     /// Plain HTTP, served by the HTTP plugin.
     Plain(Box<HttpState>),
     /// An open WebSocket.
@@ -543,6 +543,22 @@ impl<H: WsHandler> WsServer<H> {
             Err(status) => return self.refuse(cx, status, data.len()),
         };
         let peer = cx.peer_addr();
+        // Authentication (crate::http::auth) refuses before the handler sees the upgrade.
+        if let Some(auth) = self.http.app().auth()
+            && let Err(d) = auth.check_upgrade(req.path(), req.header("authorization"), peer)
+        {
+            if write_error_response(d.status, &d.header_refs(), &mut self.out).is_err() {
+                // A configured error header that is not a valid field: answer without them.
+                let _ = write_error_response(d.status, &[], &mut self.out);
+            }
+            if let Some(l) = self.http.log() {
+                let id = cx.id();
+                l.handshake(cx, peer, id, req.path(), Err(d.status));
+            }
+            self.flush(cx);
+            cx.close();
+            return data.len();
+        }
         let view = WsRequest {
             req: &req,
             peer,
@@ -586,6 +602,9 @@ impl<H: WsHandler> WsServer<H> {
         }
         if let Some(idle) = self.cfg.idle_timeout {
             cx.set_timer(idle, T_IDLE);
+        }
+        if let Some(l) = self.http.log() {
+            l.handshake(cx, peer, id, req.path(), Ok(subprotocol));
         }
         *conn = HttpConn::Ws(Box::new(st));
         if let HttpConn::Ws(st) = conn {
@@ -649,6 +668,9 @@ impl<H: WsHandler> WsServer<H> {
             };
             start += r.consumed;
             let Some(ev) = r.event else { break };
+            if let Some(l) = self.http.log() {
+                l.ws_event(cx, st.peer, st.id, &ev);
+            }
             let mut ws = WsCtx {
                 cx,
                 st,
@@ -790,13 +812,17 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     type Conn = HttpConn;
 
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpConn> {
+        let (peer, id) = (cx.peer_addr(), cx.id());
+        if let Some(l) = self.http.log() {
+            l.connect(cx, peer, id);
+        }
         cx.set_timer(self.cfg.handshake_timeout, T_HANDSHAKE);
-        Some(HttpConn::Handshake)
+        Some(HttpConn::Handshake(id))
     }
 
     fn on_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         match conn {
-            HttpConn::Handshake => self.handshake(conn, cx, data),
+            HttpConn::Handshake(_) => self.handshake(conn, cx, data),
             HttpConn::Plain(st) => self.http.on_data(st, cx, data),
             HttpConn::Ws(st) => self.frames(st, cx, data),
         }
@@ -821,7 +847,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             return self.http.on_timer(st, cx, token);
         }
         let HttpConn::Ws(st) = conn else {
-            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake) {
+            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake(_)) {
                 // Slowloris: no complete request in time.
                 let _ = write_error_response(408, &[], &mut self.out);
                 self.flush(cx);
@@ -910,6 +936,14 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     }
 
     fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        if let Some(l) = self.http.log() {
+            let id = match &conn {
+                HttpConn::Handshake(id) => *id,
+                HttpConn::Plain(st) => st.id(),
+                HttpConn::Ws(st) => st.id,
+            };
+            l.disconnect(cx, id);
+        }
         if let HttpConn::Plain(st) = conn {
             return self.http.on_close(*st, cx, reason);
         }
@@ -936,7 +970,12 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         }
     }
 
+    fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {
+        self.http.on_core_timer(cx, token);
+    }
+
     fn on_stop(&mut self, cx: &mut CoreCtx<'_>) {
+        self.http.on_stop(cx);
         // Going away: every WebSocket gets a Close 1001 before the runtime closes TCP.
         let frame = {
             let mut v = Vec::with_capacity(4);
@@ -967,5 +1006,42 @@ impl WsHandler for EchoHandler {
     fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]) {
         // A slow reader gets its connection closed by the runtime's limit, not an unbounded queue.
         let _ = ws.send(kind, data);
+    }
+}
+
+/// The path on which [`ServeHandler`] relays every message to every connection on that path.
+pub const BROADCAST_PATH: &str = "/broadcast";
+
+/// The handler of `ringwire serve`: echoes every message on every path, except on
+/// [`BROADCAST_PATH`], where every message goes (as a broadcast, on every core) to every
+/// connection on that path, the sender included. `ringwire-load broadcast` measures fan-out
+/// delivery latency with it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServeHandler {
+    /// The upgrade being handled asked for [`BROADCAST_PATH`] (`on_open` follows `on_upgrade`
+    /// of the same connection at once; every upgrade sets it anew).
+    joining: bool,
+}
+
+impl WsHandler for ServeHandler {
+    fn on_upgrade(&mut self, req: &WsRequest<'_>) -> Result<(), u16> {
+        self.joining = req.path() == BROADCAST_PATH;
+        Ok(())
+    }
+    fn on_open(&mut self, ws: &mut WsCtx<'_, '_>) {
+        if std::mem::take(&mut self.joining) {
+            ws.subscribe(BROADCAST_PATH);
+        }
+    }
+    fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]) {
+        if ws.channels().next().is_some() {
+            ws.broadcast(Broadcast::to_channel(
+                BROADCAST_PATH,
+                kind,
+                Bytes::copy_from_slice(data),
+            ));
+        } else {
+            let _ = ws.send(kind, data);
+        }
     }
 }

@@ -234,6 +234,10 @@ pub struct ServerConn {
     resp: Resp,
     close_now: bool,
     date: DateCache,
+    /// Paths whose requests may carry more (or less) body than `max_body`.
+    body_limits: Vec<(Box<str>, u64)>,
+    /// The body limit of the request being read.
+    cur_max_body: u64,
 }
 
 impl core::fmt::Debug for ServerConn {
@@ -275,7 +279,16 @@ impl ServerConn {
             resp: Resp::Idle,
             close_now: false,
             date: DateCache::new(),
+            body_limits: Vec::new(),
+            cur_max_body: config.max_body,
         }
+    }
+
+    /// Requests for exactly `path` (the query aside) may carry up to `limit` body bytes
+    /// instead of [`Config::max_body`] (an upload route); 413 past it.
+    pub fn set_body_limit_for(&mut self, path: &str, limit: u64) {
+        self.body_limits.retain(|(p, _)| &**p != path);
+        self.body_limits.push((path.into(), limit));
     }
 
     /// The configuration in force (after clamping).
@@ -438,7 +451,7 @@ impl ServerConn {
                 if buf.is_empty() {
                     return Ok(None);
                 }
-                let (n, got) = dec.decode(buf, self.cfg.max_chunk_line, self.cfg.max_body)?;
+                let (n, got) = dec.decode(buf, self.cfg.max_chunk_line, self.cur_max_body)?;
                 self.read = Read::Chunked(dec);
                 match got {
                     Decoded::Nothing => {}
@@ -599,8 +612,14 @@ impl ServerConn {
             return Err(HttpError::InvalidHost);
         }
         let body = f.body_kind(version)?;
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        self.cur_max_body = self
+            .body_limits
+            .iter()
+            .find(|(p, _)| &**p == path)
+            .map_or(self.cfg.max_body, |(_, l)| *l);
         if let BodyKind::ContentLength(n) = body
-            && n > self.cfg.max_body
+            && n > self.cur_max_body
         {
             return Err(HttpError::BodyTooLarge);
         }

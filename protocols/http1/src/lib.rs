@@ -91,6 +91,7 @@
 mod chunked;
 mod conn;
 mod error;
+pub mod multipart;
 mod oracle;
 mod request;
 mod response;

@@ -25,15 +25,23 @@
 //! request half received then gets 408), and a request head must arrive whole within
 //! [`HttpConfig::head_timeout`] of its first byte (408: slowloris).
 //!
+//! Also here: [`auth`] (Basic, Bearer, Session, URL; checked before the before-request hook
+//! and, by the WebSocket plugin, before an upgrade), [`upload`] (multipart/form-data streamed
+//! to disk), [`log`] (the connection log file), [`builtin`] (the test page and JS client).
+//!
 //! Not done here (later): sendfile/splice or io_uring reads for files (today a blocking
 //! `read` of [`HttpConfig::file_chunk`] bytes on the core's thread per drain, which the page
-//! cache usually serves), multipart uploads to disk, authentication, forwarding, the log file.
+//! cache usually serves), forwarding.
 //!
 //! A WebSocket upgrade on a later request of a keep-alive connection is refused with 400: the
 //! upgrade must be the connection's first request (browsers open a fresh connection for it).
 
+pub mod auth;
+pub mod builtin;
 pub mod files;
+pub mod log;
 pub mod sse;
+pub mod upload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -110,6 +118,14 @@ pub struct HttpConfig {
     pub file_chunk: usize,
     /// Read-ahead bound of file and stream bodies (bytes queued for the socket).
     pub high_water: usize,
+    /// Authentication of HTTP requests and WebSocket upgrades ([`auth`]).
+    pub auth: Option<auth::AuthConfig>,
+    /// Serve the built-in test page and client ([`builtin`]) in `ringwire serve`'s app.
+    pub test_page: bool,
+    /// Multipart uploads ([`upload`]) in `ringwire serve`'s app (`--upload-dir`).
+    pub upload: Option<upload::UploadConfig>,
+    /// The connection log file ([`log`], `--log-file`).
+    pub log: Option<log::LogConfig>,
 }
 
 impl Default for HttpConfig {
@@ -122,6 +138,10 @@ impl Default for HttpConfig {
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             file_chunk: DEFAULT_FILE_CHUNK,
             high_water: DEFAULT_HIGH_WATER,
+            auth: None,
+            test_page: false,
+            upload: None,
+            log: None,
         }
     }
 }
@@ -367,8 +387,11 @@ pub struct HttpApp {
     cfg: HttpConfig,
     /// `cfg.www`, canonicalized once.
     www: Option<PathBuf>,
+    auth: Option<Arc<auth::Auth>>,
     before: Option<Arc<BeforeFn>>,
     routes: Vec<Route>,
+    /// Routes whose bodies may exceed `limits.max_body` (uploads): path, limit.
+    body_limits: Vec<(String, u64)>,
 }
 
 impl Default for HttpApp {
@@ -393,16 +416,24 @@ impl HttpApp {
             .www
             .as_ref()
             .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()));
+        let auth = cfg.auth.clone().map(|a| Arc::new(auth::Auth::new(a)));
         HttpApp {
             cfg,
             www,
+            auth,
             before: None,
             routes: Vec::new(),
+            body_limits: Vec::new(),
         }
     }
     /// The settings.
     pub fn config(&self) -> &HttpConfig {
         &self.cfg
+    }
+    /// The authenticator (from [`HttpConfig::auth`]), shared by every core; the WebSocket
+    /// plugin checks upgrades with it.
+    pub fn auth(&self) -> Option<&Arc<auth::Auth>> {
+        self.auth.as_ref()
     }
     /// The before-request hook: runs for every request before routing; `Some` answers it.
     pub fn before(
@@ -468,6 +499,16 @@ impl HttpApp {
             kind: RouteKind::Streaming(Arc::new(f)),
         });
         self
+    }
+    /// Multipart uploads at `POST cfg.path`, streamed to `cfg.dir` ([`upload`]); the route's
+    /// body limit is `cfg.max_body` instead of the codec's `max_body`.
+    pub fn upload(mut self, cfg: upload::UploadConfig) -> Self {
+        let cfg = Arc::new(cfg);
+        self.body_limits.push((cfg.path.clone(), cfg.max_body));
+        let path = cfg.path.clone();
+        self.streaming(Some("POST"), &path, move |req| {
+            Box::new(upload::UploadSink::new(cfg.clone(), req))
+        })
     }
     /// A Server-Sent Events endpoint at `path` (GET).
     pub fn sse(mut self, path: &str, ep: SseEndpoint) -> Self {
@@ -542,6 +583,13 @@ pub struct HttpState {
     pub(crate) sse: Option<sse::SseConn>,
 }
 
+impl HttpState {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+}
+
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpState")
@@ -560,6 +608,7 @@ pub struct HttpServer {
     /// SSE subscribers of this core, per stream name (value: chunk-framed or not).
     pub(crate) streams: HashMap<Arc<str>, HashMap<ConnId, bool>>,
     conns: HashSet<ConnId>,
+    log: Option<log::ConnLog>,
 }
 
 impl Default for HttpServer {
@@ -571,8 +620,10 @@ impl Default for HttpServer {
 impl HttpServer {
     /// The plugin for one core.
     pub fn new(app: Arc<HttpApp>) -> Self {
+        let log = app.cfg.log.as_ref().and_then(log::ConnLog::open);
         HttpServer {
             app,
+            log,
             out: Vec::new(),
             fbuf: Vec::new(),
             streams: HashMap::new(),
@@ -585,6 +636,12 @@ impl HttpServer {
         &self.app
     }
 
+    /// This core's connection log, when [`HttpConfig::log`] is set (the WebSocket plugin
+    /// writes its lines here too).
+    pub fn log(&mut self) -> Option<&mut log::ConnLog> {
+        self.log.as_mut()
+    }
+
     /// Connections with an HTTP state on this core.
     pub fn connections(&self) -> usize {
         self.conns.len()
@@ -595,8 +652,12 @@ impl HttpServer {
         cx.set_timer(self.app.cfg.keep_alive_timeout, T_KEEPALIVE);
         let id = cx.id();
         self.conns.insert(id);
+        let mut codec = ServerConn::new(self.app.cfg.limits);
+        for (path, limit) in &self.app.body_limits {
+            codec.set_body_limit_for(path, *limit);
+        }
         HttpState {
-            codec: ServerConn::new(self.app.cfg.limits),
+            codec,
             reading: None,
             queue: VecDeque::new(),
             failed: None,
@@ -620,6 +681,12 @@ impl HttpServer {
 
     fn route(&self, req: &Request) -> Action {
         let app = &self.app;
+        if let Some(a) = &app.auth
+            && let Some(r) = catch_unwind(AssertUnwindSafe(|| a.check_http(req)))
+                .unwrap_or_else(|_| Some(Response::error(500)))
+        {
+            return Action::Respond(r);
+        }
         if let Some(hook) = &app.before {
             match catch_unwind(AssertUnwindSafe(|| hook(req))) {
                 Ok(Some(r)) => return Action::Respond(r),
@@ -891,7 +958,14 @@ impl HttpServer {
             // Events borrow the codec; each arm works on the other fields.
             while let Some(ev) = st.codec.poll_event() {
                 match ev {
-                    Event::Request(head) => self.on_request(&mut st.reading, st.peer, &head),
+                    Event::Request(head) => {
+                        if let Some(l) = self.log.as_mut() {
+                            let http10 = head.version == ringwire_http1::Version::Http10;
+                            let m = head.method.as_str();
+                            l.request(cx, st.peer, st.id, m, head.path, head.query, http10);
+                        }
+                        self.on_request(&mut st.reading, st.peer, &head)
+                    }
                     Event::Body(b) => Self::on_body(&mut st.reading, b),
                     Event::Trailers(_) => {}
                     Event::BodyEnd => self.on_body_end(st, cx),
@@ -1075,5 +1149,19 @@ impl Plugin for HttpServer {
 
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
         sse::on_message(self, cx, msg);
+    }
+
+    fn on_core_timer(&mut self, _cx: &mut CoreCtx<'_>, token: u64) {
+        if token == log::T_LOG_FLUSH
+            && let Some(l) = self.log.as_mut()
+        {
+            l.on_timer();
+        }
+    }
+
+    fn on_stop(&mut self, _cx: &mut CoreCtx<'_>) {
+        if let Some(l) = self.log.as_mut() {
+            l.flush();
+        }
     }
 }

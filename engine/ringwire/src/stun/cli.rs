@@ -149,6 +149,19 @@ pub struct StunClientArgs {
     /// Load mode: requests in flight.
     #[arg(long, default_value_t = 32)]
     pub window: u64,
+    /// Over TLS (TCP; the server's --stun-tls port, usually 5349).
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS: the name the certificate must be valid for (default: the host of SERVER).
+    #[arg(long)]
+    pub tls_name: Option<String>,
+    /// TLS: trust the certificates of this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// TLS: accept any certificate for any name. For tests only: the connection is encrypted
+    /// but not authenticated.
+    #[arg(long)]
+    pub danger_accept_invalid_certs: bool,
 }
 
 fn retransmit(rto_ms: u64, max: u32) -> RetransmitConfig {
@@ -186,7 +199,27 @@ pub fn stun_client(a: StunClientArgs) -> ExitCode {
             Err(e) => fail(&e.to_string()),
         };
     }
-    let r = if a.tcp {
+    let r = if a.tls {
+        let host = a.tls_name.clone().unwrap_or_else(|| {
+            let h = a
+                .server
+                .rsplit_once(':')
+                .map_or(a.server.as_str(), |(h, _)| h);
+            h.trim_start_matches('[').trim_end_matches(']').to_string()
+        });
+        let opts = ringwire_runtime::tls::TlsClientOptions {
+            roots: match &a.tls_ca {
+                Some(p) => ringwire_runtime::tls::ClientRoots::CaFile(p.clone()),
+                None => ringwire_runtime::tls::ClientRoots::WebPki,
+            },
+            danger_accept_invalid_certs: a.danger_accept_invalid_certs,
+            ..Default::default()
+        };
+        match ringwire_runtime::tls::client_config(&opts) {
+            Ok(cfg) => client::binding_tls(server, &host, cfg, &rt),
+            Err(e) => Err(client::ClientError::Tls(e.to_string())),
+        }
+    } else if a.tcp {
         client::binding_tcp(server, &rt)
     } else {
         std::net::UdpSocket::bind(if server.is_ipv4() {

@@ -55,6 +55,8 @@ pub enum ClientError {
     BadResponse(StunError),
     /// The name did not resolve to an address.
     Resolve,
+    /// The TLS handshake failed (a certificate not trusted, a wrong name...).
+    Tls(String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -66,6 +68,7 @@ impl std::fmt::Display for ClientError {
             Self::Redirected(a) => write!(f, "redirected to {a} (300 Try Alternate)"),
             Self::BadResponse(e) => write!(f, "unusable response: {e}"),
             Self::Resolve => f.write_str("address did not resolve"),
+            Self::Tls(e) => f.write_str(e),
         }
     }
 }
@@ -240,6 +243,32 @@ pub fn binding_with(
 /// Discover the mapped address over TCP: one send, then wait up to `rt.reliable_timeout`.
 pub fn binding_tcp(server: SocketAddr, rt: &RetransmitConfig) -> Result<SocketAddr, ClientError> {
     let mut s = TcpStream::connect_timeout(&server, rt.reliable_timeout)?;
+    let ctl = s.try_clone()?;
+    binding_stream(&mut s, &ctl, rt)
+}
+
+/// Discover the mapped address over TLS (STUN/TURN on port 5349): the certificate is verified
+/// for `host` by `tls` (see [`ringwire_runtime::tls::client_config`]).
+pub fn binding_tls(
+    server: SocketAddr,
+    host: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    rt: &RetransmitConfig,
+) -> Result<SocketAddr, ClientError> {
+    let tcp = TcpStream::connect_timeout(&server, rt.reliable_timeout)?;
+    tcp.set_read_timeout(Some(rt.reliable_timeout))?;
+    let ctl = tcp.try_clone()?;
+    let mut s = ringwire_runtime::tls::connect_blocking(tls, host, tcp)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    binding_stream(&mut s, &ctl, rt)
+}
+
+/// One Binding transaction over a reliable stream; `ctl` is the socket, for read timeouts.
+fn binding_stream(
+    s: &mut (impl Read + Write),
+    ctl: &TcpStream,
+    rt: &RetransmitConfig,
+) -> Result<SocketAddr, ClientError> {
     let req = binding_request();
     let mut tx = ClientTransaction::new(Instant::now(), req, Transport::Reliable, *rt)?;
     let mut out = Vec::new();
@@ -255,7 +284,7 @@ pub fn binding_tcp(server: SocketAddr, rt: &RetransmitConfig) -> Result<SocketAd
         if now >= deadline {
             return Err(ClientError::Timeout);
         }
-        s.set_read_timeout(Some(deadline - now))?;
+        ctl.set_read_timeout(Some(deadline - now))?;
         let n = match s.read(&mut chunk) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
             Ok(n) => n,

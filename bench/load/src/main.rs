@@ -1,0 +1,657 @@
+//! `ringwire-load`: the load generator of Ringwire's benchmarks (bench/README.md).
+//!
+//! # What it does
+//!
+//! One binary, five modes, all against servers on this machine (loopback only):
+//!
+//! - `ws-echo`: WebSocket echo, the uWebSockets `benchmarks/load_test` method. N connections
+//!   do the opening handshake (optionally offering permessage-deflate, through
+//!   `ringwire-ws`'s client role) before the run; then each keeps exactly one masked message of
+//!   S bytes in flight (closed loop), or, with `--rate R`, messages leave at a fixed total rate
+//!   of R per second round-robin over the connections whatever the server does (open loop;
+//!   latency counts from each message's *intended* send time, so a stalled server cannot hide
+//!   its stall: no coordinated omission).
+//! - `tcp-echo`: the same on raw TCP.
+//! - `storm`: `--conns` slots each connect, handshake (or only connect, `--tcp-only`) and
+//!   close with RST, again and again: connects per second and handshake latency.
+//! - `idle`: N WebSocket connections open, each pinged every `--interval` seconds (spread
+//!   evenly): pong round-trip latency, and any connection the server drops fails the run.
+//! - `broadcast`: one publisher and N subscribers on `--path` (default `/broadcast`, where
+//!   `ringwire serve` relays every message to every connection on that path); the publisher
+//!   sends `--rate` messages per second (default 100) stamped with their intended send time;
+//!   every subscriber checks the sequence and records the delivery latency.
+//!
+//! Every echo, pong and broadcast is verified byte for byte (a per-message stamp in the first
+//! 16 payload bytes, so a stale echo cannot pass); any mismatch, protocol error or unexpected
+//! close stops the run with exit status 1. Latencies go into HdrHistograms (1 ns .. 60 s, 3
+//! significant digits): p50, p90, p99, p99.9, max. `--threads` splits the connections over
+//! threads, each with its own epoll loop (mio); `--src`/`--src-count` spread them over
+//! several source addresses (127.0.0.x, bound before connect with IP_BIND_ADDRESS_NO_PORT) to
+//! go past 64k connections. `--server-pid` samples the server's utime+stime from /proc over
+//! exactly the measured window and reports server CPU µs per message beside the client's.
+//! Output: a table, or one JSON object with `--json`.
+//!
+//! # What it does not
+//!
+//! No TLS yet, no HTTP/1.1 or HTTP/2 request modes (scripts/http-bench.sh uses wrk), no
+//! remote targets.
+
+mod worker;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::exit;
+use std::sync::{Arc, Barrier, mpsc};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+
+use crate::worker::{BROADCAST_MIN_SIZE, WorkerOut, new_hist, pattern};
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// WebSocket echo (closed loop, or open loop with --rate).
+    WsEcho,
+    /// Raw TCP echo (closed loop, or open loop with --rate).
+    TcpEcho,
+    /// Connection storm: connect (+ handshake), close, repeat.
+    Storm,
+    /// N idle WebSocket connections, each pinged every --interval seconds.
+    Idle,
+    /// One publisher, N subscribers: delivery latency.
+    Broadcast,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::WsEcho => "ws-echo",
+            Mode::TcpEcho => "tcp-echo",
+            Mode::Storm => "storm",
+            Mode::Idle => "idle",
+            Mode::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// Load generator for WebSocket and TCP servers on this machine.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ringwire-load", version)]
+pub struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub mode: Mode,
+    /// The server (a loopback address).
+    #[arg(long)]
+    pub addr: SocketAddr,
+    /// Connections (storm: concurrent slots; broadcast: subscribers, plus one publisher).
+    #[arg(long, default_value_t = 100)]
+    pub conns: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20)]
+    pub size: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Unmeasured seconds before them.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Threads, each with its own epoll loop and a share of the connections.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Open loop: messages per second over all connections (0: closed loop). Broadcast: the
+    /// publisher's rate (default 100).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Offer permessage-deflate (WebSocket modes).
+    #[arg(long)]
+    pub deflate: bool,
+    /// With --deflate: fail if the server does not accept it.
+    #[arg(long)]
+    pub require_deflate: bool,
+    /// Text frames (default: binary, as uWS load_test).
+    #[arg(long)]
+    pub text: bool,
+    /// Request path (default `/`, broadcast `/broadcast`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Source addresses, comma-separated (bound before connect).
+    #[arg(long, value_delimiter = ',')]
+    pub src: Vec<IpAddr>,
+    /// Use 127.0.0.1 ..= 127.0.0.K as source addresses.
+    #[arg(long)]
+    pub src_count: Option<u8>,
+    /// Idle mode: seconds between two pings on one connection.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Storm: TCP connect only, no WebSocket handshake.
+    #[arg(long)]
+    pub tcp_only: bool,
+    /// Setup: most connections in progress at once, per thread.
+    #[arg(long, default_value_t = 256)]
+    pub connect_batch: usize,
+    /// Echo modes, closed loop: each connection stops after this many echoes and the run ends
+    /// when all have (no warm-up; --secs becomes a time limit). For instruction counts.
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Sample this process's CPU time (utime+stime, /proc) over the measured window.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The request path in effect.
+    fn path(&self) -> &str {
+        match (&self.path, self.mode) {
+            (Some(p), _) => p,
+            (None, Mode::Broadcast) => "/broadcast",
+            (None, _) => "/",
+        }
+    }
+}
+
+/// Stops the run: the reason on stderr, exit status 1.
+pub fn fail(msg: &str) -> ! {
+    eprintln!("ringwire-load: FAIL: {msg}");
+    exit(1);
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("ringwire-load: {msg} (see --help)");
+    exit(2);
+}
+
+/// utime + stime of `pid` (all threads) in seconds, from /proc/PID/stat.
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = if tck > 0 { tck as f64 } else { 100.0 };
+    Some((utime + stime) as f64 / tck)
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit, so tens of thousands of connections fit.
+fn raise_nofile() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a live rlimit the call fills in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut rl) } == 0
+        && rl.rlim_cur < rl.rlim_max
+    {
+        rl.rlim_cur = rl.rlim_max;
+        // SAFETY: `rl` is a valid rlimit read just above.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const rl) };
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut args = Args::parse();
+    if !args.addr.ip().is_loopback() {
+        usage("--addr must be a loopback address (this tool only loads this machine)");
+    }
+    if args.conns == 0 || args.threads == 0 {
+        usage("--conns and --threads must be at least 1");
+    }
+    let ok = |t: f64| t.is_finite() && (0.0..=86_400.0).contains(&t);
+    if !ok(args.secs) || args.secs == 0.0 || !ok(args.warmup) || !ok(args.rate) {
+        usage("--secs must be in (0, 86400], --warmup and --rate >= 0");
+    }
+    if matches!(args.mode, Mode::WsEcho | Mode::TcpEcho | Mode::Broadcast) && args.size == 0 {
+        usage("--size must be at least 1");
+    }
+    if args.mode == Mode::Broadcast {
+        args.size = args.size.max(BROADCAST_MIN_SIZE);
+        if args.rate == 0.0 {
+            args.rate = 100.0;
+        }
+    }
+    if args.mode == Mode::Idle && !(args.interval.is_finite() && args.interval > 0.0) {
+        usage("--interval must be > 0");
+    }
+    if args.count > 0 {
+        if !matches!(args.mode, Mode::WsEcho | Mode::TcpEcho) || args.rate > 0.0 {
+            usage("--count needs ws-echo or tcp-echo in closed loop");
+        }
+        args.warmup = 0.0;
+    }
+    args.path = Some(args.path().to_string());
+    let mut sources = args.src.clone();
+    if let Some(k) = args.src_count {
+        sources.extend((1..=k).map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d))));
+    }
+    if sources.iter().any(|s| !s.is_loopback()) {
+        usage("--src addresses must be loopback addresses");
+    }
+    raise_nofile();
+
+    // Connection ids: broadcast has the publisher as id 0 and subscribers 1..=conns.
+    let total = args.conns + usize::from(args.mode == Mode::Broadcast);
+    let threads = args.threads.min(total);
+    let args = Arc::new(args);
+    let pat = Arc::new(pattern(args.size));
+    let sources = Arc::new(sources);
+    let base = Instant::now();
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let mut starts = Vec::new();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let ids: Vec<usize> = (t..total).step_by(threads).collect();
+        let rate = match args.mode {
+            Mode::Idle => ids.len() as f64 / args.interval,
+            Mode::Broadcast if t == 0 => args.rate,
+            Mode::Broadcast => 0.0,
+            Mode::Storm => 0.0,
+            _ => args.rate / threads as f64,
+        };
+        let (tx, rx) = mpsc::channel();
+        starts.push(tx);
+        let job = worker::Job {
+            args: args.clone(),
+            ids,
+            rate,
+            base,
+            pat: pat.clone(),
+            sources: sources.clone(),
+            barrier: barrier.clone(),
+            start_rx: rx,
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("load-{t}"))
+                .spawn(move || worker::run(job))?,
+        );
+    }
+
+    // Every thread has its connections open: start together, sample CPU at the window's edges.
+    barrier.wait();
+    let start = Instant::now() + Duration::from_millis(5);
+    for tx in &starts {
+        let _ = tx.send(start);
+    }
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.secs);
+    let sample = || {
+        (
+            cpu_secs(None),
+            args.server_pid.and_then(|p| cpu_secs(Some(p))),
+        )
+    };
+    let mut window = args.secs;
+    let (c0, c1);
+    if args.count > 0 {
+        // Counted run: from the start until the last connection is done.
+        sleep_until(start);
+        c0 = sample();
+        for h in &handles {
+            while !h.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        window = start.elapsed().as_secs_f64().min(args.secs);
+        c1 = sample();
+    } else {
+        sleep_until(measure_from);
+        c0 = sample();
+        sleep_until(end);
+        c1 = sample();
+    }
+    let outs: Vec<WorkerOut> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| fail("a load thread panicked")))
+        .collect();
+    let client_cpu = c0.0.zip(c1.0).map(|(a, b)| b - a);
+    let server_cpu = c0.1.zip(c1.1).map(|(a, b)| b - a);
+    if args.server_pid.is_some() && server_cpu.is_none() {
+        eprintln!("ringwire-load: warning: could not read the server's /proc/PID/stat");
+    }
+    let report = Report::merge(&args, outs, window, client_cpu, server_cpu);
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.json(&args))?;
+    } else {
+        report.table(&args, &mut out)?;
+    }
+    if args.count > 0 && report.measured != args.count * args.conns as u64 {
+        fail(&format!(
+            "{} of {} counted echoes completed within --secs",
+            report.measured,
+            args.count * args.conns as u64
+        ));
+    }
+    if report.measured == 0 {
+        fail("nothing completed during the measured window");
+    }
+    if report.errors > 0 {
+        eprintln!(
+            "ringwire-load: {} connection error(s); first: {}",
+            report.errors,
+            report.first_error.as_deref().unwrap_or("?")
+        );
+        exit(1);
+    }
+    Ok(())
+}
+
+fn sleep_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Everything the threads measured, merged.
+struct Report {
+    hist: hdrhistogram::Histogram<u64>,
+    setup_hist: hdrhistogram::Histogram<u64>,
+    measured: u64,
+    warm: u64,
+    unfinished: u64,
+    errors: u64,
+    first_error: Option<String>,
+    server_pings: u64,
+    published: u64,
+    setup_ms: f64,
+    window: f64,
+    client_cpu: Option<f64>,
+    server_cpu: Option<f64>,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+impl Report {
+    fn merge(
+        _args: &Args,
+        outs: Vec<WorkerOut>,
+        window: f64,
+        client_cpu: Option<f64>,
+        server_cpu: Option<f64>,
+    ) -> Self {
+        let mut r = Report {
+            hist: new_hist(),
+            setup_hist: new_hist(),
+            measured: 0,
+            warm: 0,
+            unfinished: 0,
+            errors: 0,
+            first_error: None,
+            server_pings: 0,
+            published: 0,
+            setup_ms: 0.0,
+            window,
+            client_cpu,
+            server_cpu,
+        };
+        for o in outs {
+            let _ = r.hist.add(&o.hist);
+            let _ = r.setup_hist.add(&o.setup_hist);
+            r.measured += o.measured;
+            r.warm += o.warm;
+            r.unfinished += o.unfinished;
+            r.errors += o.errors;
+            if r.first_error.is_none() {
+                r.first_error = o.first_error;
+            }
+            r.server_pings += o.server_pings;
+            r.published += o.published;
+            r.setup_ms = r.setup_ms.max(o.setup.as_secs_f64() * 1000.0);
+        }
+        r
+    }
+
+    fn rate(&self) -> f64 {
+        self.measured as f64 / self.window
+    }
+
+    fn q(&self, q: f64) -> f64 {
+        us(self.hist.value_at_quantile(q))
+    }
+
+    fn per_msg_us(&self, cpu: Option<f64>) -> Option<f64> {
+        cpu.filter(|_| self.measured > 0)
+            .map(|c| c * 1e6 / self.measured as f64)
+    }
+
+    fn json(&self, args: &Args) -> String {
+        fn num(v: Option<f64>) -> String {
+            match v {
+                Some(x) if x.is_finite() => format!("{x:.3}"),
+                _ => "null".into(),
+            }
+        }
+        let mut f: Vec<(&str, String)> = vec![
+            ("tool", "\"ringwire-load\"".into()),
+            ("mode", format!("\"{}\"", args.mode.name())),
+            ("addr", format!("\"{}\"", args.addr)),
+            ("path", format!("\"{}\"", args.path())),
+            ("conns", args.conns.to_string()),
+            ("size", args.size.to_string()),
+            ("threads", args.threads.to_string()),
+            (
+                "opcode",
+                if args.text { "\"text\"" } else { "\"binary\"" }.into(),
+            ),
+            ("deflate", args.deflate.to_string()),
+            (
+                "loop",
+                if args.rate > 0.0 || args.mode == Mode::Idle {
+                    "\"open\""
+                } else {
+                    "\"closed\""
+                }
+                .into(),
+            ),
+            ("rate", num((args.rate > 0.0).then_some(args.rate))),
+            ("warmup_secs", num(Some(args.warmup))),
+            ("secs", num(Some(args.secs))),
+            ("setup_ms", num(Some(self.setup_ms))),
+            (
+                "setup_p50_us",
+                num((!self.setup_hist.is_empty())
+                    .then(|| us(self.setup_hist.value_at_quantile(0.5)))),
+            ),
+            (
+                "setup_p99_us",
+                num((!self.setup_hist.is_empty())
+                    .then(|| us(self.setup_hist.value_at_quantile(0.99)))),
+            ),
+            ("messages", self.measured.to_string()),
+            ("messages_total", (self.measured + self.warm).to_string()),
+            ("msgs_per_sec", num(Some(self.rate()))),
+            ("bytes_per_sec", num(Some(self.rate() * args.size as f64))),
+            ("p50_us", num(Some(self.q(0.5)))),
+            ("p90_us", num(Some(self.q(0.9)))),
+            ("p99_us", num(Some(self.q(0.99)))),
+            ("p999_us", num(Some(self.q(0.999)))),
+            ("max_us", num(Some(us(self.hist.max())))),
+            ("mean_us", num(Some(self.hist.mean() / 1000.0))),
+            ("unfinished", self.unfinished.to_string()),
+            ("errors", self.errors.to_string()),
+            ("server_pings", self.server_pings.to_string()),
+            ("published", self.published.to_string()),
+            (
+                "client_cpu_pct",
+                num(self.client_cpu.map(|c| 100.0 * c / self.window)),
+            ),
+            (
+                "client_cpu_us_per_msg",
+                num(self.per_msg_us(self.client_cpu)),
+            ),
+            (
+                "server_pid",
+                args.server_pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "null".into()),
+            ),
+            (
+                "server_cpu_pct",
+                num(self.server_cpu.map(|c| 100.0 * c / self.window)),
+            ),
+            (
+                "server_cpu_us_per_msg",
+                num(self.per_msg_us(self.server_cpu)),
+            ),
+        ];
+        if args.mode == Mode::Storm {
+            f.push(("connects_per_sec", num(Some(self.rate()))));
+        }
+        let body: Vec<String> = f.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    fn table(&self, args: &Args, out: &mut impl Write) -> io::Result<()> {
+        let what = match args.mode {
+            Mode::WsEcho | Mode::TcpEcho => "echoes",
+            Mode::Storm if args.tcp_only => "connects",
+            Mode::Storm => "handshakes",
+            Mode::Idle => "pongs",
+            Mode::Broadcast => "deliveries",
+        };
+        let lat = match args.mode {
+            Mode::WsEcho | Mode::TcpEcho if args.rate > 0.0 => {
+                "from the intended send time (open loop, no coordinated omission)"
+            }
+            Mode::WsEcho | Mode::TcpEcho => "send to verified echo (closed loop)",
+            Mode::Storm => "connect start to open",
+            Mode::Idle => "ping (intended time) to pong",
+            Mode::Broadcast => "intended publish time to delivery",
+        };
+        writeln!(
+            out,
+            "ringwire-load {} addr={} path={} conns={} size={} threads={} {}{}{}",
+            args.mode.name(),
+            args.addr,
+            args.path(),
+            args.conns,
+            args.size,
+            args.threads,
+            if args.text { "text" } else { "binary" },
+            if args.deflate { " deflate" } else { "" },
+            if args.rate > 0.0 {
+                format!(" rate={}/s", args.rate)
+            } else {
+                String::new()
+            }
+        )?;
+        let row = |out: &mut dyn Write, k: &str, v: String| writeln!(out, "  {k:<13} {v}");
+        if !self.setup_hist.is_empty() {
+            row(
+                out,
+                "setup",
+                format!(
+                    "{} connections in {:.1} ms (open p50 {:.1} us, p99 {:.1} us)",
+                    self.setup_hist.len(),
+                    self.setup_ms,
+                    us(self.setup_hist.value_at_quantile(0.5)),
+                    us(self.setup_hist.value_at_quantile(0.99))
+                ),
+            )?;
+        }
+        row(
+            out,
+            &format!("{what}/s"),
+            format!(
+                "{:.0}  ({} in {:.2} s after {} s warm-up ({} more); all verified)",
+                self.rate(),
+                self.measured,
+                self.window,
+                args.warmup,
+                self.warm
+            ),
+        )?;
+        if args.mode == Mode::Broadcast {
+            row(
+                out,
+                "published",
+                format!(
+                    "{} in the window, to {} subscribers",
+                    self.published, args.conns
+                ),
+            )?;
+        }
+        row(
+            out,
+            "latency us",
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
+                self.q(0.5),
+                self.q(0.9),
+                self.q(0.99),
+                self.q(0.999),
+                us(self.hist.max()),
+                self.hist.mean() / 1000.0
+            ),
+        )?;
+        row(out, "", format!("({lat})"))?;
+        if self.unfinished > 0 {
+            row(
+                out,
+                "unfinished",
+                format!(
+                    "{} still in flight at the end (counted at their age)",
+                    self.unfinished
+                ),
+            )?;
+        }
+        if let Some(c) = self.client_cpu {
+            row(
+                out,
+                "client cpu",
+                format!(
+                    "{:.0}% of one core, {:.2} us per message",
+                    100.0 * c / self.window,
+                    self.per_msg_us(Some(c)).unwrap_or(f64::NAN)
+                ),
+            )?;
+        }
+        if let Some(c) = self.server_cpu {
+            row(
+                out,
+                "server cpu",
+                format!(
+                    "{:.0}% of one core, {:.2} us per message (pid {})",
+                    100.0 * c / self.window,
+                    self.per_msg_us(Some(c)).unwrap_or(f64::NAN),
+                    args.server_pid.unwrap_or(0)
+                ),
+            )?;
+        }
+        if self.server_pings > 0 {
+            row(
+                out,
+                "server pings",
+                format!("{} answered", self.server_pings),
+            )?;
+        }
+        if self.errors > 0 {
+            row(
+                out,
+                "errors",
+                format!(
+                    "{} (first: {})",
+                    self.errors,
+                    self.first_error.as_deref().unwrap_or("?")
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
