@@ -189,6 +189,8 @@ pub struct RuntimeConfig {
     pub tls_handshake_timeout: Duration,
     /// TLS: handshakes in progress per core; past it new TLS connections are refused.
     pub tls_max_handshakes: usize,
+    /// Outgoing connections ([`crate::CoreCtx::connect`]): the connect deadline.
+    pub connect_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -215,6 +217,7 @@ impl Default for RuntimeConfig {
             reads_per_turn: 16,
             tls_handshake_timeout: Duration::from_secs(10),
             tls_max_handshakes: 1024,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -61,6 +61,11 @@ pub(crate) const WAS_BUSY: u32 = 1 << 16;
 pub(crate) const RDHUP: u32 = 1 << 18;
 /// Reading resumed with unconsumed input buffered: offer it to the plugin again.
 pub(crate) const REDELIVER: u32 = 1 << 17;
+/// An outgoing connection whose connect has not completed.
+pub(crate) const CONNECTING: u32 = 1 << 19;
+
+/// The listener index of outgoing connections ([`CoreCtx::connect`]).
+pub(crate) const OUTGOING: u16 = u16::MAX;
 
 /// A throttle's running budget for one direction.
 #[derive(Debug)]
@@ -322,6 +327,7 @@ pub(crate) enum TimerTarget {
     ShutdownDeadline,
     PublishStats,
     TlsHandshake(Key),
+    Connect(Key),
 }
 
 /// A timer handle, for [`CoreCtx::cancel_timer`].
@@ -369,6 +375,8 @@ pub(crate) struct Shared {
     pub tls_handshaking: usize,
     /// Scratch for decrypted input (kept between calls).
     pub tls_plain: Vec<u8>,
+    /// Outgoing connections started by plugins, for the driver to watch.
+    pub new_outgoing: Vec<Key>,
 }
 
 impl Shared {
@@ -557,6 +565,79 @@ impl<'a> CoreCtx<'a> {
         self.sh.timers.cancel(id.0);
     }
 
+    /// Open an outgoing TCP connection. Returns its id at once; the plugin's `on_open` runs
+    /// with that id once connected ([`ConnCtx::is_outgoing`] tells it apart), or
+    /// [`Plugin::on_connect_error`] if the connect fails or passes
+    /// [`RuntimeConfig::connect_timeout`]. It counts against `max_connections`.
+    pub fn connect(&mut self, addr: SocketAddr) -> std::io::Result<ConnId> {
+        self.start_connect(addr, None)
+    }
+
+    /// Open an outgoing TLS connection: the certificate is verified for `server_name` by
+    /// `tls` ([`crate::tls::client_config`]); `on_open` runs after the handshake.
+    pub fn connect_tls(
+        &mut self,
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> std::io::Result<ConnId> {
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let t = crate::tls::TlsConn::client(tls, name)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.start_connect(addr, Some(Box::new(t)))
+    }
+
+    fn start_connect(
+        &mut self,
+        addr: SocketAddr,
+        tls: Option<Box<crate::tls::TlsConn>>,
+    ) -> std::io::Result<ConnId> {
+        use std::io::Error;
+        if self.sh.stopping {
+            return Err(Error::other("server stopping"));
+        }
+        let g = &self.sh.global;
+        if g.open.fetch_add(1, Ordering::AcqRel) >= g.max_connections {
+            g.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::other("max_connections reached"));
+        }
+        let fd = match crate::driver::connect_nonblocking(addr, self.sh.cfg.nodelay) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let local = socket_addrs(fd).0.unwrap_or(unspecified);
+        let conn = Conn {
+            fd,
+            flags: CONNECTING,
+            inflight: 0,
+            listener: OUTGOING,
+            peer: addr,
+            local,
+            out: VecDeque::new(),
+            out_len: 0,
+            out_off: 0,
+            inbuf: Vec::new(),
+            max_out: self.sh.cfg.max_out_buffer,
+            policy: self.sh.cfg.overflow_policy,
+            throttle: None,
+            reason: None,
+            sendop: None,
+            tls,
+        };
+        let key = self.sh.conns.insert(conn);
+        self.sh.stats.open += 1;
+        self.sh.new_outgoing.push(key);
+        let d = self.sh.cfg.connect_timeout;
+        self.sh.set_timer(d, TimerTarget::Connect(key));
+        self.sh.mark_dirty(key);
+        Ok(self.sh.id_of(key))
+    }
+
     /// Post a message to one core's inbox (this one included). False if the core is gone.
     pub fn post(&mut self, core: usize, tag: u64, data: Bytes) -> bool {
         let msg = BusMessage {
@@ -702,6 +783,11 @@ impl ConnCtx<'_> {
             .map(|t| crate::tls::TlsInfo { conn: &t.conn })
     }
 
+    /// Whether this is an outgoing connection (made with [`CoreCtx::connect`]).
+    pub fn is_outgoing(&self) -> bool {
+        self.conn().is_some_and(|c| c.listener == OUTGOING)
+    }
+
     /// Whether the connection runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.conn().is_some_and(|c| c.tls.is_some())
@@ -801,6 +887,8 @@ pub(crate) enum Next {
 /// What a driver does for [`Core::settle`]: start a touched connection's I/O, send queued
 /// datagrams.
 pub(crate) trait Io<P: Plugin> {
+    /// Watch an outgoing connection's socket for its connect to complete.
+    fn watch_connect(&mut self, core: &mut Core<P>, key: Key);
     fn service_conn(&mut self, core: &mut Core<P>, key: Key);
     fn flush_datagrams(&mut self, core: &mut Core<P>);
 }
@@ -813,7 +901,11 @@ impl<P: Plugin> Core<P> {
         while !self.sh.dirty.is_empty()
             || !self.sh.udp_out.is_empty()
             || !self.sh.udp_ops.is_empty()
+            || !self.sh.new_outgoing.is_empty()
         {
+            for key in std::mem::take(&mut self.sh.new_outgoing) {
+                io.watch_connect(self, key);
+            }
             let mut dirty = std::mem::take(&mut self.sh.dirty);
             for &key in &dirty {
                 io.service_conn(self, key);
@@ -952,9 +1044,52 @@ impl<P: Plugin> Core<P> {
         }
     }
 
+    /// An outgoing connect completed (or failed, or timed out).
+    pub(crate) fn connected(&mut self, key: Key, res: std::io::Result<()>) {
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        if c.flags & CONNECTING == 0 {
+            return;
+        }
+        c.flags &= !CONNECTING;
+        self.sh.mark_dirty(key);
+        let id = self.sh.id_of(key);
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        if c.flags & ABORT != 0 {
+            return;
+        }
+        match res {
+            Ok(()) => {
+                if let Some(local) = socket_addrs(c.fd).0 {
+                    c.local = local;
+                }
+                if let Some(t) = c.tls.as_mut() {
+                    // The ClientHello goes out now; on_open follows the handshake.
+                    c.out_len += t.drain_into(&mut c.out);
+                    let d = self.sh.cfg.tls_handshake_timeout;
+                    self.sh.set_timer(d, TimerTarget::TlsHandshake(key));
+                } else {
+                    self.open_plugin(key);
+                }
+            }
+            Err(e) => {
+                let kind = e.kind();
+                let mut cx = core_ctx(&mut self.sh);
+                self.plugin.on_connect_error(&mut cx, id, e);
+                self.sh.abort(key, CloseReason::Error(kind));
+            }
+        }
+    }
+
     /// Hand an accepted (and, on TLS, handshaken) connection to the plugin.
     fn open_plugin(&mut self, key: Key) {
         let idx = key.index() as usize;
+        if self.states.len() <= idx {
+            self.states.resize_with(idx + 1, || None);
+        }
         let mut cx = ConnCtx {
             core: CoreCtx { sh: &mut self.sh },
             key,
@@ -1013,6 +1148,7 @@ impl<P: Plugin> Core<P> {
         let Some(t) = c.tls.as_mut() else { return };
         let fed = t.feed(data, &mut plain);
         let opened = t.handshaking && !t.conn.is_handshaking();
+        let counted = t.counted;
         if opened {
             t.handshaking = false;
         }
@@ -1035,13 +1171,26 @@ impl<P: Plugin> Core<P> {
             }
             if handshaking {
                 self.sh.stats.tls_failures += 1;
+                if self
+                    .sh
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.listener == OUTGOING)
+                {
+                    let id = self.sh.id_of(key);
+                    let err = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    let mut cx = core_ctx(&mut self.sh);
+                    self.plugin.on_connect_error(&mut cx, id, err);
+                }
             }
             self.sh.mark_dirty(key);
             self.sh.tls_plain = plain;
             return;
         }
         if opened {
-            self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
+            if counted {
+                self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
+            }
             self.sh.stats.tls_handshakes += 1;
             self.open_plugin(key);
         }
@@ -1263,7 +1412,7 @@ impl<P: Plugin> Core<P> {
         }
         // SAFETY: the fd belongs to this connection and no operation is in flight on it.
         unsafe { libc::close(c.fd) };
-        if c.tls.as_ref().is_some_and(|t| t.handshaking) {
+        if c.tls.as_ref().is_some_and(|t| t.handshaking && t.counted) {
             self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
         }
         self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
@@ -1330,6 +1479,18 @@ impl<P: Plugin> Core<P> {
                 TimerTarget::ShutdownDeadline => {
                     for key in self.sh.conns.keys() {
                         self.sh.abort(key, CloseReason::Shutdown);
+                    }
+                }
+                TimerTarget::Connect(key) => {
+                    if self
+                        .sh
+                        .conns
+                        .get(key)
+                        .is_some_and(|c| c.flags & CONNECTING != 0)
+                    {
+                        let e =
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+                        self.connected(key, Err(e));
                     }
                 }
                 TimerTarget::TlsHandshake(key) => {

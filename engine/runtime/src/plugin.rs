@@ -140,6 +140,10 @@ pub trait Plugin: 'static {
     /// The connection is gone; its state is handed back for the last time.
     fn on_close(&mut self, _conn: Self::Conn, _cx: &mut CoreCtx<'_>, _reason: CloseReason) {}
 
+    /// An outgoing connection ([`CoreCtx::connect`]) failed: refused, unreachable, timed out,
+    /// or (TLS) its handshake failed. `on_open` was not called for it and `on_close` will not be.
+    fn on_connect_error(&mut self, _cx: &mut CoreCtx<'_>, _id: ConnId, _err: std::io::Error) {}
+
     /// A core timer set with [`CoreCtx::set_core_timer`] fired.
     fn on_core_timer(&mut self, _cx: &mut CoreCtx<'_>, _token: u64) {}
 

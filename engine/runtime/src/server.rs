@@ -179,6 +179,7 @@ impl ServerBuilder {
                         tls,
                         tls_handshaking: 0,
                         tls_plain: Vec::new(),
+                        new_outgoing: Vec::new(),
                     };
                     let plugin = factory.create(core);
                     let mut c = Core::new(plugin, sh, inbox);

@@ -467,9 +467,11 @@ impl ServerCertVerifier for AcceptAnything {
     }
 }
 
-/// The TLS state of one server connection.
+/// The TLS state of one connection (server side, or an outgoing client).
 pub(crate) struct TlsConn {
-    pub conn: rustls::ServerConnection,
+    pub conn: rustls::Connection,
+    /// Counted against the core's cap on handshakes in progress (server side).
+    pub counted: bool,
     /// The handshake has not completed yet (the plugin has not seen the connection).
     pub handshaking: bool,
     /// A TLS error ended it: no close_notify, nothing more is read.
@@ -484,14 +486,27 @@ pub(crate) struct Fed {
 
 impl TlsConn {
     pub(crate) fn new(cfg: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
-        let mut conn = rustls::ServerConnection::new(cfg)?;
+        let conn = rustls::ServerConnection::new(cfg)?;
+        Ok(Self::with(conn.into(), true))
+    }
+
+    pub(crate) fn client(
+        cfg: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Self, rustls::Error> {
+        let conn = rustls::ClientConnection::new(cfg, name)?;
+        Ok(Self::with(conn.into(), false))
+    }
+
+    fn with(mut conn: rustls::Connection, counted: bool) -> Self {
         // The out-queue enforces the send limit; rustls must never refuse part of a write.
         conn.set_buffer_limit(None);
-        Ok(TlsConn {
+        TlsConn {
             conn,
+            counted,
             handshaking: true,
             failed: false,
-        })
+        }
     }
 
     /// Feed received records; append the plaintext they carried to `plain`.
@@ -566,7 +581,7 @@ impl TlsConn {
 
 /// What the plugin can see of a connection's TLS session.
 pub struct TlsInfo<'a> {
-    pub(crate) conn: &'a rustls::ServerConnection,
+    pub(crate) conn: &'a rustls::Connection,
 }
 
 impl TlsInfo<'_> {
@@ -574,11 +589,15 @@ impl TlsInfo<'_> {
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
     }
-    /// The server name the client asked for (SNI).
+    /// The server name the client asked for (SNI; server side).
     pub fn sni(&self) -> Option<&str> {
-        self.conn.server_name()
+        match self.conn {
+            rustls::Connection::Server(s) => s.server_name(),
+            rustls::Connection::Client(_) => None,
+        }
     }
-    /// The client's certificate chain, if it sent one (and it verified).
+    /// The peer's certificate chain: the client's if it sent one (and it verified), or on an
+    /// outgoing connection the server's.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.conn.peer_certificates()
     }

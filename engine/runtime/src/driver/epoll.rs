@@ -14,8 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std, socket_addrs,
-    std_to_sockaddr,
+    ABORT, CONNECTING, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std,
+    socket_addrs, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::Key;
@@ -327,6 +327,9 @@ impl Epoll {
             self.finish(core, key);
             return;
         }
+        if c.flags & CONNECTING != 0 {
+            return; // the writable edge completes it
+        }
         self.read(core, key);
         self.write(core, key);
         if core.close_progress(key) == Next::Finish {
@@ -550,6 +553,17 @@ impl Epoll {
                 match t >> 56 {
                     OP_CONN => {
                         let key = Key::from_u64(v);
+                        if let Some(c) = core.sh.conns.get_mut(key)
+                            && c.flags & CONNECTING != 0
+                        {
+                            if w || rdhup {
+                                let res = super::connect_result(c.fd);
+                                // Bytes may already wait: read once connected.
+                                c.flags |= READ_READY;
+                                core.connected(key, res);
+                            }
+                            continue;
+                        }
                         if let Some(c) = core.sh.conns.get_mut(key) {
                             if r {
                                 c.flags |= READ_READY;
@@ -585,6 +599,18 @@ impl Epoll {
 }
 
 impl<P: Plugin> crate::core::Io<P> for Epoll {
+    fn watch_connect(&mut self, core: &mut Core<P>, key: Key) {
+        let Some(c) = core.sh.conns.get(key) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&c.fd),
+            token(OP_CONN, key.to_u64()),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            core.connected(key, Err(e));
+        }
+    }
     fn service_conn(&mut self, core: &mut Core<P>, key: Key) {
         self.service(core, key);
     }

@@ -54,3 +54,79 @@ pub fn resolve_driver(choice: DriverChoice) -> Result<(DriverKind, String), Stri
         }
     }
 }
+
+/// Start a non-blocking TCP connect; the socket is returned at once (the connect is in
+/// progress, or already done on loopback). Completion shows as writability; then
+/// [`connect_result`] tells success from failure.
+pub(crate) fn connect_nonblocking(
+    addr: std::net::SocketAddr,
+    nodelay: bool,
+) -> std::io::Result<std::os::fd::RawFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call; the fd is owned by us from here.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    uring::set_nodelay(fd, nodelay);
+    let (ss, len) = crate::core::std_to_sockaddr(&addr);
+    // SAFETY: `ss` is a valid sockaddr of `len` bytes for the call's duration; `fd` is ours.
+    let r = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            // SAFETY: `fd` is ours and nothing else refers to it.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+    }
+    Ok(fd)
+}
+
+/// The outcome of a non-blocking connect, once the socket signalled writability (or an error).
+pub(crate) fn connect_result(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt on an open socket into a live int of the stated size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if err != 0 {
+        return Err(std::io::Error::from_raw_os_error(err));
+    }
+    // Writable without an error can still mean "not connected" after a spurious wake-up.
+    // SAFETY: all-zero is a valid sockaddr_storage; getpeername writes at most `plen` bytes.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut plen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: as above; `fd` is open.
+    let r = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut plen,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

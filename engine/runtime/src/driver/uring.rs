@@ -34,6 +34,7 @@ const OP_CANCEL: u64 = 4;
 const OP_WAKE: u64 = 5;
 const OP_UDP_RECV: u64 = 6;
 const OP_UDP_SEND: u64 = 7;
+const OP_CONNECT: u64 = 8;
 const LOW: u64 = (1 << 56) - 1;
 
 fn ud(op: u64, v: u64) -> u64 {
@@ -464,6 +465,9 @@ impl Uring {
             }
             return;
         }
+        if c.flags & crate::core::CONNECTING != 0 {
+            return; // the POLLOUT completion completes it
+        }
         // Read side.
         if c.wants_read() {
             if c.flags & RECV_ARMED == 0 {
@@ -814,6 +818,20 @@ impl Uring {
                     }
                 }
             }
+            OP_CONNECT => {
+                let key = Key::from_u64(v);
+                if let Some(c) = core.sh.conns.get_mut(key) {
+                    c.inflight -= 1;
+                    let fd = c.fd;
+                    let r = if res < 0 {
+                        Err(io::Error::from_raw_os_error(-res))
+                    } else {
+                        super::connect_result(fd)
+                    };
+                    core.connected(key, r);
+                    core.sh.mark_dirty(key);
+                }
+            }
             OP_ACCEPT => {
                 let i = v as usize;
                 if !cqueue::more(flags)
@@ -956,6 +974,16 @@ pub(crate) fn set_nodelay(fd: RawFd, on: bool) {
 }
 
 impl<P: Plugin> crate::core::Io<P> for Uring {
+    fn watch_connect(&mut self, core: &mut Core<P>, key: Key) {
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
+        c.inflight += 1;
+        let e = opcode::PollAdd::new(types::Fd(c.fd), libc::POLLOUT as u32)
+            .build()
+            .user_data(ud(OP_CONNECT, key.to_u64()));
+        self.push(e);
+    }
     fn service_conn(&mut self, core: &mut Core<P>, key: Key) {
         self.service(core, key);
     }
