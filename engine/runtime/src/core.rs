@@ -1141,7 +1141,6 @@ impl<P: Plugin> Core<P> {
     /// connection to the plugin), deliver the plaintext.
     fn deliver_tls(&mut self, key: Key, data: &[u8]) {
         let mut plain = std::mem::take(&mut self.sh.tls_plain);
-        plain.clear();
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
@@ -1194,13 +1193,13 @@ impl<P: Plugin> Core<P> {
             self.sh.stats.tls_handshakes += 1;
             self.open_plugin(key);
         }
-        if !plain.is_empty() {
-            self.deliver_plain(key, &mut plain);
+        if let Some(p) = plain.get_mut(..fed.len).filter(|p| !p.is_empty()) {
+            self.deliver_plain(key, p);
         }
         if fed.peer_closed {
             self.eof(key);
         }
-        if plain.capacity() <= 256 * 1024 {
+        if plain.len() <= 256 * 1024 {
             self.sh.tls_plain = plain;
         }
     }

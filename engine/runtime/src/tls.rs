@@ -480,6 +480,8 @@ pub(crate) struct TlsConn {
 
 /// What feeding received bytes to rustls gave.
 pub(crate) struct Fed {
+    /// Plaintext bytes written at the start of the scratch buffer.
+    pub len: usize,
     pub peer_closed: bool,
     pub error: Option<String>,
 }
@@ -509,9 +511,11 @@ impl TlsConn {
         }
     }
 
-    /// Feed received records; append the plaintext they carried to `plain`.
+    /// Feed received records; the plaintext they carried goes to `plain[..fed.len]`. The
+    /// scratch buffer only grows (zeroed once), so no per-call memset.
     pub(crate) fn feed(&mut self, mut data: &[u8], plain: &mut Vec<u8>) -> Fed {
         let mut fed = Fed {
+            len: 0,
             peer_closed: false,
             error: None,
         };
@@ -528,12 +532,15 @@ impl TlsConn {
                 Ok(st) => {
                     let n = st.plaintext_bytes_to_read();
                     if n > 0 {
-                        let at = plain.len();
-                        plain.resize(at + n, 0);
-                        if let Err(e) = self.conn.reader().read_exact(&mut plain[at..]) {
+                        let at = fed.len;
+                        if plain.len() < at + n {
+                            plain.resize(at + n, 0);
+                        }
+                        if let Err(e) = self.conn.reader().read_exact(&mut plain[at..at + n]) {
                             fed.error = Some(e.to_string());
                             break;
                         }
+                        fed.len += n;
                     }
                     if st.peer_has_closed() {
                         fed.peer_closed = true;
