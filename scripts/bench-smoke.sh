@@ -3,7 +3,8 @@
 # scripts/bench.sh on ringwire's two drivers with tiny cases (results go to a
 # temporary directory, not to bench/results/latest.json), then every other
 # ringwire-load mode once: connection storm, idle pings, broadcast fan-out,
-# several source addresses, two client threads. Exits non-zero on any failure
+# several source addresses, two client threads, and over TLS (wss echo, full
+# and resumed handshake storms, scripts/bench-tls.sh's modes). Exits non-zero on any failure
 # (every echo, pong and broadcast is verified by the client).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,10 +35,13 @@ PY
 
 LOAD=$TARGET/release/ringwire-load
 PORT=$((32000 + RANDOM % 1000))
-"$TARGET/release/ringwire" serve --threads 2 --bind "127.0.0.1:$PORT" >"$TMP/server.out" 2>&1 &
+TPORT=$((PORT + 1000))
+"$TARGET/release/ringwire" serve --threads 2 --bind "127.0.0.1:$PORT" \
+    --bind-tls "127.0.0.1:$TPORT" --tls-self-signed >"$TMP/server.out" 2>&1 &
 SPID=$!
 for _ in $(seq 100); do
-    grep -q "listening on 127.0.0.1:$PORT " "$TMP/server.out" && break
+    grep -q "listening on 127.0.0.1:$PORT " "$TMP/server.out" &&
+        grep -q "listening on 127.0.0.1:$TPORT " "$TMP/server.out" && break
     sleep 0.1
 done
 A=(--addr "127.0.0.1:$PORT" --secs 0.5 --warmup 0.2 --server-pid "$SPID")
@@ -47,4 +51,9 @@ A=(--addr "127.0.0.1:$PORT" --secs 0.5 --warmup 0.2 --server-pid "$SPID")
 "$LOAD" broadcast "${A[@]}" --conns 50 --rate 100 --threads 2
 "$LOAD" ws-echo "${A[@]}" --conns 8 --size 300 --text --deflate --require-deflate --threads 2
 "$LOAD" ws-echo --addr "127.0.0.1:$PORT" --conns 3 --size 64 --count 50 --json >/dev/null
+T=(--addr "127.0.0.1:$TPORT" --secs 0.5 --warmup 0.2 --server-pid "$SPID" --tls --danger-accept-invalid-certs)
+"$LOAD" ws-echo "${T[@]}" --conns 8 --size 512
+"$LOAD" ws-echo "${T[@]}" --conns 4 --size 100000 --tls12 --rate 200
+"$LOAD" storm "${T[@]}" --conns 4
+"$LOAD" storm "${T[@]}" --conns 4 --resume # fails unless handshakes resumed
 echo "bench smoke: all modes OK"

@@ -31,11 +31,20 @@
 //! exactly the measured window and reports server CPU µs per message beside the client's.
 //! Output: a table, or one JSON object with `--json`.
 //!
+//! `--tls` runs any mode over TLS (wss://): rustls with the ring provider, its sans-IO
+//! `ClientConnection` driven from the same mio loop, TLS 1.3 (or `--tls12`), the server checked
+//! against `--tls-ca` for `--tls-name` (or `--danger-accept-invalid-certs`). A storm then
+//! measures TCP + TLS + upgrade per connection; every handshake is full unless `--resume`
+//! shares one session store across the run's connections, and the report counts full and
+//! resumed handshakes as rustls saw them.
+//!
 //! # What it does not
 //!
-//! No TLS yet, no HTTP/1.1 or HTTP/2 request modes (scripts/http-bench.sh uses wrk), no
+//! No TLS-only storm (TLS 1.3 tickets come after the client's Finished, so a storm that
+//! closed there would not resume), no client certificates, no HTTP/1.1 or HTTP/2 request modes (scripts/http-bench.sh uses wrk), no
 //! remote targets.
 
+mod tls;
 mod worker;
 
 use std::io::{self, Write};
@@ -138,6 +147,25 @@ pub struct Args {
     /// Sample this process's CPU time (utime+stime, /proc) over the measured window.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Run over TLS (wss:// for the WebSocket modes).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: PEM file of the CA(s) the server's certificate must chain to.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With --tls: accept any certificate for any name (signatures are still checked).
+    #[arg(long)]
+    pub danger_accept_invalid_certs: bool,
+    /// With --tls: the server name sent (SNI) and verified.
+    #[arg(long, default_value = "localhost")]
+    pub tls_name: String,
+    /// With --tls: share one client session store so handshakes resume (default: every
+    /// handshake full).
+    #[arg(long)]
+    pub resume: bool,
+    /// With --tls: TLS 1.2 instead of 1.3.
+    #[arg(long)]
+    pub tls12: bool,
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -160,7 +188,8 @@ pub fn fail(msg: &str) -> ! {
     exit(1);
 }
 
-fn usage(msg: &str) -> ! {
+/// A command-line error: the reason on stderr, exit status 2.
+pub fn usage(msg: &str) -> ! {
     eprintln!("ringwire-load: {msg} (see --help)");
     exit(2);
 }
@@ -228,6 +257,15 @@ fn main() -> io::Result<()> {
         }
         args.warmup = 0.0;
     }
+    if !args.tls
+        && (args.resume || args.tls12 || args.tls_ca.is_some() || args.danger_accept_invalid_certs)
+    {
+        usage("--resume, --tls12, --tls-ca and --danger-accept-invalid-certs need --tls");
+    }
+    if args.tls && args.mode == Mode::Storm && args.tcp_only {
+        usage("storm --tls counts TCP + TLS + upgrade; --tcp-only is for plain TCP");
+    }
+    let tls = tls::from_args(&args);
     args.path = Some(args.path().to_string());
     let mut sources = args.src.clone();
     if let Some(k) = args.src_count {
@@ -268,6 +306,7 @@ fn main() -> io::Result<()> {
             sources: sources.clone(),
             barrier: barrier.clone(),
             start_rx: rx,
+            tls: tls.as_ref().map(|t| (t.config.clone(), t.name.clone())),
         };
         handles.push(
             std::thread::Builder::new()
@@ -335,6 +374,15 @@ fn main() -> io::Result<()> {
     if report.measured == 0 {
         fail("nothing completed during the measured window");
     }
+    if args.tls && args.mode == Mode::Storm {
+        // Verify that --resume really resumed and that without it nothing did.
+        if args.resume && report.tls_resumed == 0 {
+            fail("--resume: no handshake was resumed (does the server issue tickets/session IDs?)");
+        }
+        if !args.resume && report.tls_resumed > 0 {
+            fail("handshakes resumed without --resume");
+        }
+    }
     if report.errors > 0 {
         eprintln!(
             "ringwire-load: {} connection error(s); first: {}",
@@ -367,6 +415,9 @@ struct Report {
     first_error: Option<String>,
     server_pings: u64,
     published: u64,
+    tls_full: u64,
+    tls_resumed: u64,
+    tls_params: Option<String>,
     setup_ms: f64,
     window: f64,
     client_cpu: Option<f64>,
@@ -395,6 +446,9 @@ impl Report {
             first_error: None,
             server_pings: 0,
             published: 0,
+            tls_full: 0,
+            tls_resumed: 0,
+            tls_params: None,
             setup_ms: 0.0,
             window,
             client_cpu,
@@ -412,6 +466,11 @@ impl Report {
             }
             r.server_pings += o.server_pings;
             r.published += o.published;
+            r.tls_full += o.tls_full;
+            r.tls_resumed += o.tls_resumed;
+            if r.tls_params.is_none() {
+                r.tls_params = o.tls_params;
+            }
             r.setup_ms = r.setup_ms.max(o.setup.as_secs_f64() * 1000.0);
         }
         r
@@ -513,6 +572,17 @@ impl Report {
         if args.mode == Mode::Storm {
             f.push(("connects_per_sec", num(Some(self.rate()))));
         }
+        f.push(("tls", args.tls.to_string()));
+        if args.tls {
+            let mut p = self.tls_params.as_deref().unwrap_or("").split(' ');
+            for k in ["tls_version", "tls_suite", "tls_group"] {
+                f.push((k, format!("\"{}\"", p.next().unwrap_or("?"))));
+            }
+            f.push(("tls_name", format!("{:?}", args.tls_name)));
+            f.push(("resume", args.resume.to_string()));
+            f.push(("tls_full", self.tls_full.to_string()));
+            f.push(("tls_resumed", self.tls_resumed.to_string()));
+        }
         let body: Vec<String> = f.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}", body.join(","))
     }
@@ -536,8 +606,9 @@ impl Report {
         };
         writeln!(
             out,
-            "ringwire-load {} addr={} path={} conns={} size={} threads={} {}{}{}",
+            "ringwire-load {}{} addr={} path={} conns={} size={} threads={} {}{}{}",
             args.mode.name(),
+            if args.tls { " (tls)" } else { "" },
             args.addr,
             args.path(),
             args.conns,
@@ -631,6 +702,24 @@ impl Report {
                     100.0 * c / self.window,
                     self.per_msg_us(Some(c)).unwrap_or(f64::NAN),
                     args.server_pid.unwrap_or(0)
+                ),
+            )?;
+        }
+        if args.tls {
+            let when = if args.mode == Mode::Storm {
+                "in the measured window"
+            } else {
+                "at setup"
+            };
+            row(
+                out,
+                "tls",
+                format!(
+                    "{}, {} full + {} resumed handshakes {when}{}",
+                    self.tls_params.as_deref().unwrap_or("?"),
+                    self.tls_full,
+                    self.tls_resumed,
+                    if args.resume { " (--resume)" } else { "" }
                 ),
             )?;
         }

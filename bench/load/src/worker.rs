@@ -4,6 +4,11 @@
 //! Phases: *setup* opens every connection (TCP connect, then the WebSocket handshake for the
 //! WebSocket modes), at most `--connect-batch` at a time; *run* starts at the instant the main
 //! thread hands out, spends `--warmup` seconds unmeasured and `--secs` measured.
+//!
+//! With `--tls` each connection has a rustls `ClientConnection` between the socket and the
+//! plaintext queues: `out` holds plaintext, moved into records with `writer()` and onto the
+//! socket with `write_tls`; received records go through `read_tls` and `process_new_packets`,
+//! and the plaintext read from `reader()` into the scratch buffer takes the plain path.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -18,6 +23,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
 use ringwire_ws::{Config, DeflateConfig, MessageKind, WebSocket, WsEvent};
+use rustls::client::Resumption;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::{Args, Mode, fail};
@@ -28,6 +36,8 @@ const HIST_MAX_NS: u64 = 60_000_000_000;
 const MAX_FIRE_PER_TURN: usize = 4096;
 /// The read buffer shared by a thread's connections.
 const SCRATCH_LEN: usize = 256 * 1024;
+/// Storm with `--resume`: server names each slot's own session store keeps (one is used).
+const SLOT_SESSIONS: usize = 4;
 /// Bytes of the payload that carry the per-message stamp (hex).
 pub const STAMP_LEN: usize = 16;
 /// Broadcast payloads carry a sequence number and a send time: two stamps.
@@ -87,6 +97,8 @@ enum St {
     /// Not started (setup) or waiting to reconnect (storm).
     Idle,
     Connecting,
+    /// TLS handshake in progress (before the WebSocket one).
+    TlsHandshaking,
     Handshaking,
     Open,
 }
@@ -100,6 +112,15 @@ struct Conn {
     t0: Instant,
     hs: Option<ClientHandshake>,
     ws: Option<WebSocket>,
+    /// With `--tls`: the connection's rustls state.
+    tls: Option<Box<ClientConnection>>,
+    /// How the TLS handshake went, counted when the connection opens.
+    tls_kind: Option<HandshakeKind>,
+    /// Storm with `--resume`: this slot's own configuration and session store, so each
+    /// reconnect resumes from the tickets its previous connection got. (One store for all
+    /// slots would not do: rustls keeps at most 8 TLS 1.3 tickets per server name, and many
+    /// slots in flight would find it empty and fall back to full handshakes.)
+    tls_cfg: Option<Arc<ClientConfig>>,
     /// Received bytes not consumed yet (an incomplete frame or response head).
     rx: Vec<u8>,
     out: Vec<u8>,
@@ -136,6 +157,12 @@ pub struct WorkerOut {
     pub published: u64,
     /// Wall time of the setup phase.
     pub setup: Duration,
+    /// Full TLS handshakes (storm: opened in the measured window; other modes: at setup).
+    pub tls_full: u64,
+    /// Resumed TLS handshakes, counted the same way.
+    pub tls_resumed: u64,
+    /// The first connection's TLS version, cipher suite and key exchange group.
+    pub tls_params: Option<String>,
 }
 
 struct Sched {
@@ -169,6 +196,8 @@ struct Worker {
     finished: usize,
     /// Storm slots to reconnect after this turn's events.
     reconnect: Vec<usize>,
+    /// With `--tls`: the run's client configuration and the server name.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     out: WorkerOut,
 }
 
@@ -190,6 +219,8 @@ pub struct Job {
     pub barrier: Arc<Barrier>,
     /// The run's start instant, from the main thread.
     pub start_rx: Receiver<Instant>,
+    /// With `--tls`: the run's client configuration and the server name.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 /// Runs one thread's share.
@@ -203,6 +234,7 @@ pub fn run(job: Job) -> WorkerOut {
         sources,
         barrier,
         start_rx,
+        tls,
     } = job;
     let poll = Poll::new().unwrap_or_else(|e| fail(&format!("epoll_create: {e}")));
     let now = Instant::now();
@@ -221,6 +253,15 @@ pub fn run(job: Job) -> WorkerOut {
         .unwrap_or(1)
         ^ u64::from(std::process::id()).rotate_left(32)
         ^ ids.first().copied().unwrap_or(0) as u64;
+    let slot_cfg = || {
+        let (cfg, _) = tls.as_ref()?;
+        if mode != Mode::Storm || !args.resume {
+            return None;
+        }
+        let mut c = ClientConfig::clone(cfg);
+        c.resumption = Resumption::in_memory_sessions(SLOT_SESSIONS);
+        Some(Arc::new(c))
+    };
     let conns = ids
         .iter()
         .map(|&id| Conn {
@@ -230,6 +271,9 @@ pub fn run(job: Job) -> WorkerOut {
             t0: now,
             hs: None,
             ws: None,
+            tls: None,
+            tls_kind: None,
+            tls_cfg: slot_cfg(),
             rx: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -266,6 +310,7 @@ pub fn run(job: Job) -> WorkerOut {
         open_count: 0,
         reconnect: Vec::new(),
         finished: 0,
+        tls,
         out: WorkerOut {
             hist: new_hist(),
             setup_hist: new_hist(),
@@ -277,6 +322,9 @@ pub fn run(job: Job) -> WorkerOut {
             server_pings: 0,
             published: 0,
             setup: Duration::ZERO,
+            tls_full: 0,
+            tls_resumed: 0,
+            tls_params: None,
         },
     };
     let mut events = Events::with_capacity(1024);
@@ -463,6 +511,8 @@ impl Worker {
         c.st = St::Idle;
         c.hs = None;
         c.ws = None;
+        c.tls = None;
+        c.tls_kind = None;
         c.rx.clear();
         c.out.clear();
         c.out_pos = 0;
@@ -511,6 +561,15 @@ impl Worker {
         let c = &mut self.conns[i];
         c.st = St::Open;
         let took = now.duration_since(c.t0).as_nanos() as u64;
+        if let Some(kind) = c.tls_kind.take() {
+            let counted = !self.running
+                || (self.mode == Mode::Storm && now >= self.measure_from && now < self.end);
+            if counted && kind == HandshakeKind::Resumed {
+                self.out.tls_resumed += 1;
+            } else if counted {
+                self.out.tls_full += 1;
+            }
+        }
         if !self.running {
             self.opening -= 1;
             self.open_count += 1;
@@ -559,12 +618,24 @@ impl Worker {
                     Err(e) => return self.conn_error(i, format!("connect: {e}")),
                 }
                 let _ = sock.set_nodelay(true);
-                if self.mode == Mode::TcpEcho || (self.mode == Mode::Storm && self.args.tcp_only) {
+                if let Some((cfg, name)) = &self.tls {
+                    let cfg = c.tls_cfg.as_ref().unwrap_or(cfg).clone();
+                    match ClientConnection::new(cfg, name.clone()) {
+                        Ok(t) => c.tls = Some(Box::new(t)),
+                        Err(e) => fail(&format!("tls client: {e}")),
+                    }
+                    c.st = St::TlsHandshaking;
+                } else if self.mode == Mode::TcpEcho
+                    || (self.mode == Mode::Storm && self.args.tcp_only)
+                {
                     self.on_open(i);
                 } else {
                     self.start_handshake(i);
                 }
                 continue;
+            }
+            if c.tls.is_some() {
+                return self.service_tls(i);
             }
             if !c.w_blocked && c.out_pos < c.out.len() {
                 let Some(sock) = c.sock.as_mut() else { return };
@@ -610,6 +681,129 @@ impl Worker {
             if !progress || self.conns[i].st == St::Idle {
                 return;
             }
+        }
+    }
+
+    /// [`service`](Self::service) of a TLS connection once TCP is up: plaintext into records,
+    /// records onto the socket, records from the socket, plaintext out, until nothing moves.
+    fn service_tls(&mut self, i: usize) {
+        loop {
+            let mut progress = false;
+            let c = &mut self.conns[i];
+            if c.st == St::Idle {
+                return;
+            }
+            let (Some(tls), Some(sock)) = (c.tls.as_mut(), c.sock.as_mut()) else {
+                return;
+            };
+            if !tls.is_handshaking() && c.out_pos < c.out.len() {
+                match tls.writer().write(&c.out[c.out_pos..]) {
+                    Ok(n) => {
+                        progress |= n > 0;
+                        c.out_pos += n;
+                        if c.out_pos == c.out.len() {
+                            c.out.clear();
+                            c.out_pos = 0;
+                            if c.out.capacity() > SCRATCH_LEN && self.mode == Mode::Idle {
+                                c.out = Vec::new();
+                            }
+                        }
+                    }
+                    Err(e) => return self.conn_error(i, format!("tls write: {e}")),
+                }
+            }
+            while !c.w_blocked && tls.wants_write() {
+                match tls.write_tls(sock) {
+                    Ok(_) => progress = true,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.w_blocked = true,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return self.conn_error(i, format!("write: {e}")),
+                }
+            }
+            if !c.r_blocked {
+                match tls.read_tls(sock) {
+                    Ok(0) => {
+                        let msg = format!(
+                            "server closed the connection ({:?}, {} message(s) in flight)",
+                            c.st,
+                            c.inflight.len()
+                        );
+                        return self.conn_error(i, msg);
+                    }
+                    Ok(_) => {
+                        progress = true;
+                        if let Err(e) = tls.process_new_packets() {
+                            let _ = tls.write_tls(sock); // the alert, if there is one
+                            return self.conn_error(i, format!("tls: {e}"));
+                        }
+                        if c.st == St::TlsHandshaking && !tls.is_handshaking() {
+                            self.tls_established(i);
+                        }
+                        if !self.tls_plaintext(i) {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.r_blocked = true,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
+                    Err(e) => return self.conn_error(i, format!("read: {e}")),
+                }
+            }
+            if !progress || self.conns[i].st == St::Idle {
+                return;
+            }
+        }
+    }
+
+    /// Hands every decrypted byte to [`received`](Self::received); false once the connection
+    /// is gone.
+    fn tls_plaintext(&mut self, i: usize) -> bool {
+        loop {
+            let c = &mut self.conns[i];
+            if c.st == St::Idle {
+                return false;
+            }
+            let Some(tls) = c.tls.as_mut() else {
+                return false;
+            };
+            match tls.reader().read(&mut self.scratch) {
+                Ok(0) => {
+                    self.conn_error(i, "server sent close_notify".into());
+                    return false;
+                }
+                Ok(n) => self.received(i, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    self.conn_error(i, format!("tls read: {e}"));
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake is done: note how it went, then the WebSocket handshake (or open).
+    fn tls_established(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let Some(tls) = c.tls.as_ref() else { return };
+        c.tls_kind = tls.handshake_kind();
+        if self.out.tls_params.is_none() {
+            let dbg = |v: Option<&dyn std::fmt::Debug>| match v {
+                Some(v) => format!("{v:?}"),
+                None => "?".into(),
+            };
+            let version = tls.protocol_version();
+            let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
+            let group = tls.negotiated_key_exchange_group().map(|g| g.name());
+            self.out.tls_params = Some(format!(
+                "{} {} {}",
+                dbg(version.as_ref().map(|v| v as _)),
+                dbg(suite.as_ref().map(|v| v as _)),
+                dbg(group.as_ref().map(|v| v as _)),
+            ));
+        }
+        if self.mode == Mode::TcpEcho {
+            self.on_open(i);
+        } else {
+            self.start_handshake(i);
         }
     }
 

@@ -31,6 +31,9 @@
 //! auth_realm = "ringwire"
 //! auth_session_ttl_ms = 60000
 //! upload_dir = "/srv/uploads"    # enables POST /upload
+//! forward = ["/api/=http://127.0.0.1:9000"]  # reverse proxy (docs/http.md)
+//! forward_ca = "/etc/ringwire/upstream-ca.pem"  # trust for https:// upstreams
+//! forward_timeout_ms = 30000
 //! upload_min_size = 0            # smaller file parts stay in memory
 //! upload_max_file = 4294967296
 //! upload_max_body = 4294967296
@@ -156,6 +159,12 @@ pub struct FileConfig {
     pub auth_session_ttl_ms: Option<u64>,
     /// Uploads: enable `POST /upload`, saving files in this directory.
     pub upload_dir: Option<std::path::PathBuf>,
+    /// Forwarding: `PREFIX=http://HOST:PORT[/base]` rules.
+    pub forward: Option<Vec<String>>,
+    /// Forwarding: a PEM CA file for `https://` upstreams (else the webpki roots).
+    pub forward_ca: Option<std::path::PathBuf>,
+    /// Forwarding: 504 after this long without a byte from the upstream (ms).
+    pub forward_timeout_ms: Option<u64>,
     /// Uploads: file parts smaller than this stay in memory (bytes; 0 = all to disk).
     pub upload_min_size: Option<u64>,
     /// Uploads: largest file part (bytes), 413 past it.
@@ -290,6 +299,9 @@ impl FileConfig {
             auth_realm,
             auth_session_ttl_ms,
             upload_dir,
+            forward,
+            forward_ca,
+            forward_timeout_ms,
             upload_min_size,
             upload_max_file,
             upload_max_body,

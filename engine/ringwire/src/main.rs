@@ -118,6 +118,15 @@ struct ServeArgs {
     /// Auth: session token lifetime in ms.
     #[arg(long)]
     auth_session_ttl_ms: Option<u64>,
+    /// Forward requests under PREFIX to an upstream: PREFIX=http://HOST:PORT[/base] (repeatable).
+    #[arg(long, value_name = "PREFIX=URL")]
+    forward: Vec<String>,
+    /// Forwarding: a PEM CA file for https:// upstreams (default: the webpki roots).
+    #[arg(long, value_name = "FILE")]
+    forward_ca: Option<PathBuf>,
+    /// Forwarding: 504 after this many ms without a byte from the upstream.
+    #[arg(long)]
+    forward_timeout_ms: Option<u64>,
     /// Uploads: enable POST /upload (multipart/form-data), saving files in DIR.
     #[arg(long, value_name = "DIR")]
     upload_dir: Option<PathBuf>,
@@ -195,6 +204,9 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         auth_realm: a.auth_realm,
         auth_session_ttl_ms: a.auth_session_ttl_ms,
         upload_dir: a.upload_dir,
+        forward: (!a.forward.is_empty()).then_some(a.forward),
+        forward_ca: a.forward_ca,
+        forward_timeout_ms: a.forward_timeout_ms,
         upload_min_size: a.upload_min_size,
         upload_max_file: a.upload_max_file,
         upload_max_body: a.upload_max_body,

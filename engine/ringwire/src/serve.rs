@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use ringwire_runtime::tls::TlsAcceptor;
 use ringwire_runtime::{
-    BusMessage, CloseReason, ConnCtx, CoreCtx, Plugin, RuntimeConfig, ServerBuilder, ServerHandle,
+    BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, RuntimeConfig, ServerBuilder,
+    ServerHandle,
 };
 
 use crate::http::{HttpApp, HttpConfig, HttpServer};
@@ -97,6 +98,10 @@ impl Plugin for Router {
     type Conn = RouterConn;
 
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<RouterConn> {
+        if cx.is_outgoing() {
+            // Outgoing connections (listener index u16::MAX) are forwarded requests' upstreams.
+            return self.http.on_open(cx).map(RouterConn::Http);
+        }
         match self.services.get(cx.listener().0).copied()? {
             Service::Http => self.http.on_open(cx).map(RouterConn::Http),
             Service::TcpEcho => self.echo.on_open(cx).map(RouterConn::Echo),
@@ -149,6 +154,10 @@ impl Plugin for Router {
                 }
             }
         }
+    }
+
+    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
+        self.http.on_connect_error(cx, id, err);
     }
 
     fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {

@@ -17,8 +17,11 @@
 //! - [`WsCore`]: the same broadcast and per-id sends from outside a connection's callback.
 //!
 //! Broadcast ([`Broadcast`]) goes to all connections, a channel or a subprotocol, on every core,
-//! with include and exclude lists. The frame is encoded once and the same refcounted bytes go to
-//! every receiver; receivers that negotiated permessage-deflate with
+//! with include and exclude lists; a text broadcast to a channel also reaches the channel's
+//! Server-Sent Events subscribers ([`crate::http::sse`]). From outside a connection's callback:
+//! [`broadcast`] (plugin code), [`publish_here`] (HTTP handlers), [`publish`] (the server
+//! handle). The frame is encoded once and the same refcounted bytes go to every receiver;
+//! receivers that negotiated permessage-deflate with
 //! `server_no_context_takeover` get a compressed frame, compressed once per core and window
 //! size; receivers with context takeover get the uncompressed frame (RFC 7692 allows it, and a
 //! frame compressed elsewhere would desynchronise their window).
@@ -51,8 +54,8 @@ pub const DEFAULT_MAX_HANDSHAKE: usize = 16 * 1024;
 /// How long a client has to send a complete upgrade request, by default.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The bus tag of WebSocket broadcasts.
-const TAG_BROADCAST: u64 = 0x5753_4243; // "WSBC"
+/// The bus tag of broadcasts from inside the engine.
+pub(crate) const TAG_BROADCAST: u64 = 0x5753_4243; // "WSBC"
 
 // Connection timer tokens.
 const T_HANDSHAKE: u64 = 1;
@@ -203,10 +206,128 @@ impl Broadcast {
     }
 }
 
-/// What travels on the bus: the broadcast and its frame, encoded once.
-struct BroadcastMsg {
-    b: Broadcast,
-    frame: Bytes,
+/// What travels on the bus: the broadcast, its WebSocket frame (encoded once) and its SSE
+/// event (encoded once, by the first core that has an SSE subscriber of the channel).
+pub(crate) struct BroadcastMsg {
+    pub(crate) b: Broadcast,
+    pub(crate) frame: Bytes,
+    /// The SSE event id ([`crate::http::sse::next_event_id`]): the same on every core, so that
+    /// `Last-Event-ID` resumes wherever the client reconnects.
+    pub(crate) id: u64,
+    pub(crate) sse: std::sync::OnceLock<Option<crate::http::sse::SseWire>>,
+}
+
+impl BroadcastMsg {
+    pub(crate) fn new(b: Broadcast, id: u64) -> Self {
+        let frame = encode_frame(b.kind, &b.payload, false);
+        BroadcastMsg {
+            b,
+            frame,
+            id,
+            sse: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// The bus tag of [`publication`]s: broadcasts from outside the engine.
+pub const TAG_PUBLISH: u64 = 0x5753_5042; // "WSPB"
+
+/// The bus payload of a broadcast sent from outside the engine with
+/// `ServerHandle::broadcast(TAG_PUBLISH, publication(&b))` ([`publish`] does exactly that).
+/// Each core decodes it once and encodes the WebSocket frame and the SSE event once. Its
+/// `include` / `exclude` lists are not carried (connection ids are only meaningful inside).
+///
+/// Layout: kind (1 text, 2 binary), target (0 all, 1 channel, 2 subprotocol), name length
+/// (u16, big-endian), name, SSE event id (u64, big-endian), payload.
+pub fn publication(b: &Broadcast) -> Bytes {
+    let (t, name) = match &b.target {
+        Target::All => (0u8, ""),
+        Target::Channel(c) => (1, c.as_str()),
+        Target::Subprotocol(p) => (2, p.as_str()),
+    };
+    let name = name.as_bytes().get(..0xffff).unwrap_or(name.as_bytes());
+    let mut v = Vec::with_capacity(12 + name.len() + b.payload.len());
+    v.push(if b.kind == MessageKind::Text { 1 } else { 2 });
+    v.push(t);
+    v.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    v.extend_from_slice(name);
+    v.extend_from_slice(&crate::http::sse::next_event_id().to_be_bytes());
+    v.extend_from_slice(&b.payload);
+    Bytes::from(v)
+}
+
+/// Decode a [`publication`] (`None` if malformed: a bus message is trusted, but not blindly).
+pub(crate) fn decode_publication(data: &Bytes) -> Option<BroadcastMsg> {
+    let kind = match *data.first()? {
+        1 => MessageKind::Text,
+        2 => MessageKind::Binary,
+        _ => return None,
+    };
+    let len = u16::from_be_bytes([*data.get(2)?, *data.get(3)?]) as usize;
+    let name = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_owned();
+    let target = match *data.get(1)? {
+        0 => Target::All,
+        1 => Target::Channel(name),
+        2 => Target::Subprotocol(name),
+        _ => return None,
+    };
+    let id = u64::from_be_bytes(data.get(4 + len..12 + len)?.try_into().ok()?);
+    let payload = data.slice(12 + len..);
+    if kind == MessageKind::Text && std::str::from_utf8(&payload).is_err() {
+        return None;
+    }
+    let b = Broadcast {
+        kind,
+        payload,
+        target,
+        include: None,
+        exclude: Vec::new(),
+    };
+    Some(BroadcastMsg::new(b, id))
+}
+
+thread_local! {
+    /// Broadcasts made by the HTTP handler running now on this core's thread ([`publish_here`]).
+    static OUTBOX: std::cell::RefCell<Option<Vec<Broadcast>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Broadcast from inside an HTTP route handler (or a streaming route's
+/// [`crate::http::BodySink::finish`]), which has no [`CoreCtx`]: the broadcast is sent from the
+/// handler's core as soon as the handler returns, exactly as [`broadcast`] would. Returns false
+/// (and sends nothing) when called anywhere else; use [`publish`] or [`broadcast`] there.
+pub fn publish_here(b: Broadcast) -> bool {
+    OUTBOX.with(|o| match o.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push(b);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Run an HTTP handler with [`publish_here`] enabled, then send what it published.
+pub(crate) fn with_outbox<R>(cx: &mut CoreCtx<'_>, f: impl FnOnce() -> R) -> R {
+    let outer = OUTBOX.with(|o| o.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let out = OUTBOX.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer));
+    for b in out.unwrap_or_default() {
+        broadcast(cx, b);
+    }
+    r
+}
+
+/// Broadcast from outside the engine (any thread that holds the server's handle): every core
+/// decodes it and delivers it to its WebSocket connections and, for a text message to a
+/// channel, to the channel's SSE subscribers. Returns how many cores got it.
+pub fn publish(server: &ringwire_runtime::ServerHandle, b: &Broadcast) -> usize {
+    server.broadcast(TAG_PUBLISH, publication(b))
+}
+
+/// [`publish`] through a [`ringwire_runtime::Publisher`] (`server.publisher()`): cloneable and
+/// `Send + Sync`, so any thread of the application can broadcast to the channels.
+pub fn publish_via(publisher: &ringwire_runtime::Publisher, b: &Broadcast) -> usize {
+    publisher.broadcast(TAG_PUBLISH, publication(b))
 }
 
 fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
@@ -427,13 +548,19 @@ impl<'c> WsCtx<'_, 'c> {
     }
 }
 
-fn broadcast(cx: &mut CoreCtx<'_>, b: Broadcast) -> usize {
-    let frame = encode_frame(b.kind, &b.payload, false);
+/// Broadcast on every core from plugin code that holds a [`CoreCtx`] (what [`WsCtx::broadcast`]
+/// and [`WsCore::broadcast`] do): WebSocket connections get the frame, and a text message to a
+/// channel also reaches the channel's SSE subscribers ([`crate::http::sse`]).
+pub fn broadcast(cx: &mut CoreCtx<'_>, b: Broadcast) -> usize {
+    send_broadcast(cx, BroadcastMsg::new(b, crate::http::sse::next_event_id()))
+}
+
+pub(crate) fn send_broadcast(cx: &mut CoreCtx<'_>, m: BroadcastMsg) -> usize {
     let msg = BusMessage {
         from: cx.core(),
         tag: TAG_BROADCAST,
-        data: frame.clone(),
-        extra: Some(Arc::new(BroadcastMsg { b, frame })),
+        data: m.frame.clone(),
+        extra: Some(Arc::new(m)),
     };
     cx.broadcast_message(msg)
 }
@@ -633,6 +760,14 @@ impl<H: WsHandler> WsServer<H> {
         used
     }
 
+    /// A plain-HTTP connection closed: log it, then the HTTP plugin's close.
+    fn close_plain(&mut self, st: Box<HttpState>, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        if let Some(l) = self.http.log() {
+            l.disconnect(cx, st.id());
+        }
+        self.http.on_close(*st, cx, reason);
+    }
+
     fn refuse(&mut self, cx: &mut ConnCtx<'_>, status: u16, consumed: usize) -> usize {
         let _ = write_error_response(status, &[], &mut self.out);
         self.flush(cx);
@@ -812,6 +947,13 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     type Conn = HttpConn;
 
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpConn> {
+        if cx.is_outgoing() {
+            // The upstream of a forwarded HTTP request (crate::http::forward).
+            return self
+                .http
+                .on_open(cx)
+                .map(|st| HttpConn::Plain(Box::new(st)));
+        }
         let (peer, id) = (cx.peer_addr(), cx.id());
         if let Some(l) = self.http.log() {
             l.connect(cx, peer, id);
@@ -924,18 +1066,35 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     }
 
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
-        self.http.on_message(cx, msg);
-        if msg.tag == TAG_BROADCAST
-            && let Some(m) = msg
+        let decoded;
+        let m = match msg.tag {
+            TAG_BROADCAST => msg
                 .extra
                 .as_ref()
-                .and_then(|e| e.downcast_ref::<BroadcastMsg>())
-        {
+                .and_then(|e| e.downcast_ref::<BroadcastMsg>()),
+            TAG_PUBLISH => {
+                decoded = decode_publication(&msg.data);
+                decoded.as_ref()
+            }
+            _ => return self.http.on_message(cx, msg),
+        };
+        if let Some(m) = m {
             self.deliver_broadcast(cx, m);
+            self.http.deliver_broadcast(cx, m);
         }
     }
 
+    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
+        self.http.on_connect_error(cx, id, err);
+    }
+
     fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        if let HttpConn::Plain(st) = conn {
+            if st.is_upstream() {
+                return self.http.on_close(*st, cx, reason);
+            }
+            return self.close_plain(st, cx, reason);
+        }
         if let Some(l) = self.http.log() {
             let id = match &conn {
                 HttpConn::Handshake(id) => *id,
@@ -1012,10 +1171,15 @@ impl WsHandler for EchoHandler {
 /// The path on which [`ServeHandler`] relays every message to every connection on that path.
 pub const BROADCAST_PATH: &str = "/broadcast";
 
+/// The channel [`ServeHandler`] relays [`BROADCAST_PATH`] messages on: SSE clients of
+/// `ringwire serve` join it with `GET /events?channel=broadcast` and get every text message.
+pub const BROADCAST_CHANNEL: &str = "broadcast";
+
 /// The handler of `ringwire serve`: echoes every message on every path, except on
-/// [`BROADCAST_PATH`], where every message goes (as a broadcast, on every core) to every
-/// connection on that path, the sender included. `ringwire-load broadcast` measures fan-out
-/// delivery latency with it.
+/// [`BROADCAST_PATH`], where every message goes (as a broadcast to [`BROADCAST_CHANNEL`], on
+/// every core) to every connection on that path, the sender included, and (text only) to the
+/// channel's SSE subscribers. `ringwire-load broadcast` measures fan-out delivery latency
+/// with it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ServeHandler {
     /// The upgrade being handled asked for [`BROADCAST_PATH`] (`on_open` follows `on_upgrade`
@@ -1030,13 +1194,13 @@ impl WsHandler for ServeHandler {
     }
     fn on_open(&mut self, ws: &mut WsCtx<'_, '_>) {
         if std::mem::take(&mut self.joining) {
-            ws.subscribe(BROADCAST_PATH);
+            ws.subscribe(BROADCAST_CHANNEL);
         }
     }
     fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]) {
         if ws.channels().next().is_some() {
             ws.broadcast(Broadcast::to_channel(
-                BROADCAST_PATH,
+                BROADCAST_CHANNEL,
                 kind,
                 Bytes::copy_from_slice(data),
             ));

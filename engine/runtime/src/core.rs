@@ -469,6 +469,20 @@ impl Shared {
         }
     }
 
+    fn set_paused(&mut self, key: Key, paused: bool) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if paused {
+                c.flags |= PAUSED;
+            } else {
+                c.flags &= !PAUSED;
+                if !c.inbuf.is_empty() {
+                    c.flags |= REDELIVER;
+                }
+            }
+        }
+        self.mark_dirty(key);
+    }
+
     fn set_timer(&mut self, after: Duration, target: TimerTarget) -> TimerId {
         TimerId(self.timers.insert(self.now + after, target))
     }
@@ -563,6 +577,22 @@ impl<'a> CoreCtx<'a> {
     /// Cancel a timer (connection or core); a fired or unknown timer is ignored.
     pub fn cancel_timer(&mut self, id: TimerId) {
         self.sh.timers.cancel(id.0);
+    }
+
+    /// Stop reading another connection of this core (a relay's backpressure: pause the side
+    /// that produces while the other side's out-queue drains). Unknown ids are ignored.
+    pub fn pause_reading_of(&mut self, id: ConnId) {
+        if let Ok(key) = self.sh.key_of(id) {
+            self.sh.set_paused(key, true);
+        }
+    }
+
+    /// Resume reading a connection paused with [`CoreCtx::pause_reading_of`] or
+    /// [`ConnCtx::pause_reading`]; input it had buffered is offered again.
+    pub fn resume_reading_of(&mut self, id: ConnId) {
+        if let Ok(key) = self.sh.key_of(id) {
+            self.sh.set_paused(key, false);
+        }
     }
 
     /// Open an outgoing TCP connection. Returns its id at once; the plugin's `on_open` runs
@@ -849,21 +879,12 @@ impl ConnCtx<'_> {
     /// Stop reading this socket (the kernel's buffer then pushes back on the peer).
     pub fn pause_reading(&mut self) {
         let key = self.key;
-        if let Some(c) = self.conn_mut() {
-            c.flags |= PAUSED;
-        }
-        self.core.sh.mark_dirty(key);
+        self.core.sh.set_paused(key, true);
     }
     /// Resume reading after [`ConnCtx::pause_reading`].
     pub fn resume_reading(&mut self) {
         let key = self.key;
-        if let Some(c) = self.conn_mut() {
-            c.flags &= !PAUSED;
-            if !c.inbuf.is_empty() {
-                c.flags |= REDELIVER;
-            }
-        }
-        self.core.sh.mark_dirty(key);
+        self.core.sh.set_paused(key, false);
     }
 }
 

@@ -354,6 +354,13 @@ impl ServerHandle {
             .filter(|&c| self.bus.post(c, Envelope::User(msg.clone())))
             .count()
     }
+    /// A cloneable, `Send + Sync` handle that posts bus messages to the cores from any thread
+    /// (an embedding application publishing to its connections).
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            bus: self.bus.clone(),
+        }
+    }
     /// A cloneable handle that can stop the server from another thread (a signal handler thread).
     pub fn stopper(&self) -> Stopper {
         Stopper {
@@ -394,6 +401,48 @@ impl Drop for ServerHandle {
 #[derive(Clone)]
 pub struct Stopper {
     bus: Arc<Bus>,
+}
+
+/// Posts messages to a running server's cores from any thread: each arrives in
+/// [`crate::Plugin::on_message`] on its core (with `from == usize::MAX`). Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    bus: Arc<Bus>,
+}
+
+impl Publisher {
+    /// The number of cores.
+    pub fn cores(&self) -> usize {
+        self.bus.cores()
+    }
+    /// Post to one core. False if that core is gone (stopped) or does not exist.
+    pub fn post(&self, core: usize, tag: u64, data: bytes::Bytes) -> bool {
+        self.post_message(
+            core,
+            BusMessage {
+                from: usize::MAX,
+                tag,
+                data,
+                extra: None,
+            },
+        )
+    }
+    /// Post a full message (with its shared `extra` payload) to one core.
+    pub fn post_message(&self, core: usize, msg: BusMessage) -> bool {
+        core < self.bus.cores() && self.bus.post(core, Envelope::User(msg))
+    }
+    /// Post the same refcounted message to every core; returns how many took it.
+    pub fn broadcast(&self, tag: u64, data: bytes::Bytes) -> usize {
+        let msg = BusMessage {
+            from: usize::MAX,
+            tag,
+            data,
+            extra: None,
+        };
+        (0..self.bus.cores())
+            .filter(|&c| self.bus.post(c, Envelope::User(msg.clone())))
+            .count()
+    }
 }
 
 impl Stopper {

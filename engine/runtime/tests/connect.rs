@@ -28,6 +28,7 @@ both_drivers!(
     refused_connect_is_reported,
     outgoing_tls_verifies_the_server,
     many_outgoing_connections,
+    pause_and_resume_another_connection,
 );
 
 enum Role {
@@ -43,6 +44,8 @@ struct Relay {
     tls: Arc<rustls::ClientConfig>,
     /// Outgoing connection -> the control connection that asked for it.
     pending: HashMap<ConnId, ConnId>,
+    /// The last outgoing connection opened (for PAUSE / RESUME / SEND).
+    last_out: Option<ConnId>,
     closed_out: usize,
 }
 
@@ -53,6 +56,7 @@ impl Plugin for Relay {
         if cx.is_outgoing() {
             let ctl = self.pending.remove(&cx.id())?;
             let _ = cx.send(&b"ping through\n"[..]);
+            self.last_out = Some(cx.id());
             let msg = format!("OPEN {}\n", cx.is_tls());
             let _ = cx.send_to(ctl, msg.into_bytes());
             return Some(Role::Out(ctl));
@@ -80,8 +84,22 @@ impl Plugin for Relay {
                     let cmd = String::from_utf8_lossy(&line[..nl]).to_string();
                     line.drain(..=nl);
                     let mut parts = cmd.split_whitespace();
-                    if parts.next() != Some("CONNECT") {
-                        continue;
+                    match (parts.next(), self.last_out) {
+                        (Some("CONNECT"), _) => {}
+                        (Some("PAUSE"), Some(out)) => {
+                            cx.pause_reading_of(out);
+                            continue;
+                        }
+                        (Some("RESUME"), Some(out)) => {
+                            cx.resume_reading_of(out);
+                            continue;
+                        }
+                        (Some("SEND"), Some(out)) => {
+                            let text = format!("{}\n", parts.next().unwrap_or(""));
+                            let _ = cx.send_to(out, text.into_bytes());
+                            continue;
+                        }
+                        _ => continue,
                     }
                     let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
                     let r = match parts.next() {
@@ -174,6 +192,7 @@ fn setup(d: DriverChoice, threads: usize) -> Setup {
         .start(move |_| Relay {
             tls: tls.clone(),
             pending: HashMap::new(),
+            last_out: None,
             closed_out: 0,
         })
         .unwrap();
@@ -293,5 +312,28 @@ fn many_outgoing_connections(d: DriverChoice) {
     std::thread::sleep(Duration::from_millis(250));
     let st = s.srv.stats();
     assert_eq!(st.iter().map(|c| c.open).sum::<u64>(), 1 + 2 * n as u64);
+    s.srv.stop();
+}
+
+fn pause_and_resume_another_connection(d: DriverChoice) {
+    let s = setup(d, 1);
+    let (mut w, mut r) = control(s.control);
+    w.write_all(format!("CONNECT {}\n", s.echo).as_bytes())
+        .unwrap();
+    assert_eq!(line(&mut r), "OPEN false");
+    assert_eq!(line(&mut r), "DATA ping through");
+    // Paused from the control connection's callback: the echo waits in the socket.
+    w.write_all(b"PAUSE\nSEND held\n").unwrap();
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    let mut probe = String::new();
+    let got = r.read_line(&mut probe);
+    assert!(got.is_err(), "nothing while paused, got {probe:?}");
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    w.write_all(b"RESUME\n").unwrap();
+    assert_eq!(line(&mut r), "DATA held");
     s.srv.stop();
 }

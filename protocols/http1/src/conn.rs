@@ -192,6 +192,8 @@ enum Framing {
 enum Resp {
     /// The front request has no response head yet.
     Idle,
+    /// The front request's response is written by a [`ResponseWriter`] the caller holds.
+    Detached,
     /// The head went out.
     Started {
         framing: Framing,
@@ -725,154 +727,29 @@ impl ServerConn {
             return Err(HttpError::ResponseState);
         }
         let front = *self.pending.front().ok_or(HttpError::ResponseState)?;
-        if !(100..=999).contains(&status.0) {
-            return Err(HttpError::ResponseStatus);
-        }
         let only = self.pending.len() == 1;
-        let switch = match front.upgrade {
-            Some(Upgrade::WebSocket | Upgrade::H2c) => status == StatusCode::SWITCHING_PROTOCOLS,
-            // RFC 9112 §6.3: "Any 2xx (Successful) response to a CONNECT request
-            // implies that the connection will become a tunnel immediately
-            // after the empty line that concludes the header fields."
-            Some(Upgrade::Connect) => status.is_success(),
-            None => false,
-        };
-        if status.is_informational() && !switch {
-            return Err(HttpError::ResponseStatus);
-        }
-        if switch && !(only && front.body_done) {
-            return Err(HttpError::ResponseStatus);
-        }
-        let caller: CallerFields = check_fields(headers)?;
         let failed = matches!(self.read, Read::Failed(_));
-        let unsent_body = front.expect_continue && !front.continue_sent && !front.body_done;
         // A request that failed in its body is answered with close; requests
         // before a failed head are answered normally, the error response follows.
         let failed_here = failed && front.seq == self.cur_seq && !front.body_done;
-        let mut close = !front.keep_alive || caller.close || failed_here || unsent_body;
-
-        // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field
-        // in any response with a status code of 1xx (Informational) or 204 (No
-        // Content)." and §9.3.6: "A server MUST NOT send any Transfer-Encoding
-        // or Content-Length header fields in a 2xx (Successful) response to
-        // CONNECT."
-        let no_content = switch || status.is_informational() || status.0 == 204;
-        let mut framing_field: Option<(&str, u64)> = None;
-        let mut chunked_field = false;
-        let framing = if no_content {
-            if matches!(body, BodyLen::Known(n) if n > 0) {
-                return Err(HttpError::ResponseBodyLength);
-            }
-            Framing::NoBody
-        } else if status.0 == 304 {
-            if let BodyLen::Known(n) = body {
-                framing_field = Some(("Content-Length", n));
-            }
-            Framing::NoBody
-        } else {
-            match body {
-                BodyLen::Known(n) => {
-                    framing_field = Some(("Content-Length", n));
-                    if front.head_method {
-                        Framing::NoBody
-                    } else {
-                        Framing::Length(n)
-                    }
-                }
-                BodyLen::None => {
-                    framing_field = Some(("Content-Length", 0));
-                    Framing::NoBody
-                }
-                BodyLen::Chunked if front.version == Version::Http11 => {
-                    chunked_field = true;
-                    if front.head_method {
-                        Framing::NoBody
-                    } else {
-                        Framing::Chunked
-                    }
-                }
-                BodyLen::Chunked if front.head_method => Framing::NoBody,
-                BodyLen::Chunked => {
-                    // RFC 9112 §6.1: "A server MUST NOT send a response containing
-                    // Transfer-Encoding unless the corresponding request indicates
-                    // HTTP/1.1"; the body is delimited by closing the connection.
-                    close = true;
-                    Framing::CloseDelimited
-                }
-            }
-        };
-        if switch {
-            close = false;
-        }
-
-        push_status_line(out, status);
-        if !caller.date {
-            out.extend_from_slice(b"Date: ");
-            out.extend_from_slice(self.date.get(now));
-            out.extend_from_slice(b"\r\n");
-        }
-        for (name, value) in headers {
-            push_field(out, name, value.as_bytes());
-        }
-        if let Some((name, n)) = framing_field {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            push_dec(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        if chunked_field {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        if close && !caller.close {
-            // RFC 9112 §9.6: "The server SHOULD send a "close" connection option
-            // in its final response on that connection."
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if !close && !switch && front.version == Version::Http10 && !caller.keep_alive {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        self.resp = Resp::Started {
-            framing,
-            close,
-            switch,
-        };
+        self.resp = write_head(
+            &front,
+            only,
+            failed_here,
+            &mut self.date,
+            status,
+            headers,
+            body,
+            now,
+            out,
+        )?;
         Ok(())
     }
 
     /// Writes body bytes of the current response (chunk-framed if chunked).
     /// Empty slices write nothing; bodies of HEAD/204/304 responses are dropped.
     pub fn write_body_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), HttpError> {
-        let Resp::Started {
-            framing,
-            close,
-            switch,
-        } = self.resp
-        else {
-            return Err(HttpError::ResponseState);
-        };
-        match framing {
-            Framing::Length(remaining) => {
-                let len = data.len() as u64;
-                if len > remaining {
-                    return Err(HttpError::ResponseBodyLength);
-                }
-                out.extend_from_slice(data);
-                self.resp = Resp::Started {
-                    framing: Framing::Length(remaining - len),
-                    close,
-                    switch,
-                };
-            }
-            Framing::Chunked if !data.is_empty() => {
-                push_hex(out, data.len() as u64);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\r\n");
-            }
-            Framing::CloseDelimited => out.extend_from_slice(data),
-            Framing::Chunked | Framing::NoBody => {}
-        }
-        Ok(())
+        body_chunk(&mut self.resp, data, out)
     }
 
     /// Ends the current response (the last chunk for chunked bodies) and moves
@@ -882,27 +759,57 @@ impl ServerConn {
     /// A Content-Length body that came up short returns
     /// [`HttpError::ResponseBodyLength`] and marks the connection for closing.
     pub fn finish_response(&mut self, out: &mut Vec<u8>) -> Result<(), HttpError> {
-        let Resp::Started {
-            framing,
-            close,
-            switch,
-        } = self.resp
-        else {
+        let (close, switch, result) = end_body(&mut self.resp, out)?;
+        self.after_response(close, switch, result, out)
+    }
+
+    /// Lends the response to the oldest unanswered request to a [`ResponseWriter`] that does
+    /// not borrow the connection (a proxy writes it from another connection's callbacks,
+    /// as the upstream's answer arrives). Reading goes on meanwhile; the connection writes
+    /// no other response until [`Self::attach_response`] takes the writer back.
+    pub fn detach_response(&mut self) -> Result<ResponseWriter, HttpError> {
+        if self.close_now || self.read == Read::Upgraded || self.resp != Resp::Idle {
             return Err(HttpError::ResponseState);
-        };
+        }
+        let front = *self.pending.front().ok_or(HttpError::ResponseState)?;
+        self.resp = Resp::Detached;
+        Ok(ResponseWriter {
+            front,
+            only: self.pending.len() == 1,
+            date: self.date.clone(),
+            resp: Resp::Idle,
+            done: None,
+        })
+    }
+
+    /// Takes back a writer from [`Self::detach_response`] after its
+    /// [`ResponseWriter::finish`]: the connection moves to the next request (or closes, as
+    /// [`Self::finish_response`] would). An unfinished writer marks the connection for
+    /// closing (its response's framing is broken) and returns
+    /// [`HttpError::ResponseBodyLength`].
+    pub fn attach_response(
+        &mut self,
+        w: ResponseWriter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
+        if self.resp != Resp::Detached {
+            return Err(HttpError::ResponseState);
+        }
+        match w.done {
+            Some((close, switch, result)) => self.after_response(close, switch, result, out),
+            None => self.after_response(true, false, Err(HttpError::ResponseBodyLength), out),
+        }
+    }
+
+    fn after_response(
+        &mut self,
+        close: bool,
+        switch: bool,
+        result: Result<(), HttpError>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
         self.resp = Resp::Idle;
         let front = self.pending.pop_front();
-        let mut result = Ok(());
-        let mut close = close;
-        match framing {
-            Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-            Framing::Length(0) | Framing::NoBody => {}
-            Framing::Length(_) => {
-                close = true;
-                result = Err(HttpError::ResponseBodyLength);
-            }
-            Framing::CloseDelimited => close = true,
-        }
         if close {
             self.close_now = true;
             self.pending.clear();
@@ -1180,4 +1087,270 @@ fn map_httparse(e: httparse::Error, head: &[u8]) -> HttpError {
         }
         _ => HttpError::InvalidRequestLine,
     }
+}
+
+/// The response head for `front` (see [`ServerConn::write_response_head`]); returns the
+/// writer state it starts.
+#[allow(clippy::too_many_arguments)]
+fn write_head(
+    front: &Pending,
+    only: bool,
+    failed_here: bool,
+    date: &mut DateCache,
+    status: StatusCode,
+    headers: &[(&str, &str)],
+    body: BodyLen,
+    now: SystemTime,
+    out: &mut Vec<u8>,
+) -> Result<Resp, HttpError> {
+    if !(100..=999).contains(&status.0) {
+        return Err(HttpError::ResponseStatus);
+    }
+    let switch = match front.upgrade {
+        Some(Upgrade::WebSocket | Upgrade::H2c) => status == StatusCode::SWITCHING_PROTOCOLS,
+        // RFC 9112 §6.3: "Any 2xx (Successful) response to a CONNECT request
+        // implies that the connection will become a tunnel immediately
+        // after the empty line that concludes the header fields."
+        Some(Upgrade::Connect) => status.is_success(),
+        None => false,
+    };
+    if status.is_informational() && !switch {
+        return Err(HttpError::ResponseStatus);
+    }
+    if switch && !(only && front.body_done) {
+        return Err(HttpError::ResponseStatus);
+    }
+    let caller: CallerFields = check_fields(headers)?;
+    let unsent_body = front.expect_continue && !front.continue_sent && !front.body_done;
+    let mut close = !front.keep_alive || caller.close || failed_here || unsent_body;
+
+    // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field
+    // in any response with a status code of 1xx (Informational) or 204 (No
+    // Content)." and §9.3.6: "A server MUST NOT send any Transfer-Encoding
+    // or Content-Length header fields in a 2xx (Successful) response to
+    // CONNECT."
+    let no_content = switch || status.is_informational() || status.0 == 204;
+    let mut framing_field: Option<(&str, u64)> = None;
+    let mut chunked_field = false;
+    let framing = if no_content {
+        if matches!(body, BodyLen::Known(n) if n > 0) {
+            return Err(HttpError::ResponseBodyLength);
+        }
+        Framing::NoBody
+    } else if status.0 == 304 {
+        if let BodyLen::Known(n) = body {
+            framing_field = Some(("Content-Length", n));
+        }
+        Framing::NoBody
+    } else {
+        match body {
+            BodyLen::Known(n) => {
+                framing_field = Some(("Content-Length", n));
+                if front.head_method {
+                    Framing::NoBody
+                } else {
+                    Framing::Length(n)
+                }
+            }
+            BodyLen::None => {
+                framing_field = Some(("Content-Length", 0));
+                Framing::NoBody
+            }
+            BodyLen::Chunked if front.version == Version::Http11 => {
+                chunked_field = true;
+                if front.head_method {
+                    Framing::NoBody
+                } else {
+                    Framing::Chunked
+                }
+            }
+            BodyLen::Chunked if front.head_method => Framing::NoBody,
+            BodyLen::Chunked => {
+                // RFC 9112 §6.1: "A server MUST NOT send a response containing
+                // Transfer-Encoding unless the corresponding request indicates
+                // HTTP/1.1"; the body is delimited by closing the connection.
+                close = true;
+                Framing::CloseDelimited
+            }
+        }
+    };
+    if switch {
+        close = false;
+    }
+
+    push_status_line(out, status);
+    if !caller.date {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date.get(now));
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        push_field(out, name, value.as_bytes());
+    }
+    if let Some((name, n)) = framing_field {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_dec(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked_field {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close && !caller.close {
+        // RFC 9112 §9.6: "The server SHOULD send a "close" connection option
+        // in its final response on that connection."
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if !close && !switch && front.version == Version::Http10 && !caller.keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Resp::Started {
+        framing,
+        close,
+        switch,
+    })
+}
+
+/// The response to one request, written away from its connection
+/// ([`ServerConn::detach_response`]): head, body pieces, finish, then back to the
+/// connection with [`ServerConn::attach_response`]. Same rules and framing as the
+/// connection's own `write_*` calls.
+#[derive(Clone, Debug)]
+pub struct ResponseWriter {
+    front: Pending,
+    only: bool,
+    date: DateCache,
+    resp: Resp,
+    /// Set by `finish`: close, switch, the framing verdict.
+    done: Option<(bool, bool, Result<(), HttpError>)>,
+}
+
+impl ResponseWriter {
+    /// As [`ServerConn::write_response_head`].
+    pub fn write_head(
+        &mut self,
+        status: StatusCode,
+        headers: &[(&str, &str)],
+        body: BodyLen,
+        now: SystemTime,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
+        if self.resp != Resp::Idle || self.done.is_some() {
+            return Err(HttpError::ResponseState);
+        }
+        self.resp = write_head(
+            &self.front,
+            self.only,
+            false,
+            &mut self.date,
+            status,
+            headers,
+            body,
+            now,
+            out,
+        )?;
+        Ok(())
+    }
+
+    /// True once the head was written.
+    #[must_use]
+    pub fn head_written(&self) -> bool {
+        self.resp != Resp::Idle || self.done.is_some()
+    }
+
+    /// True for a request made with HEAD (its response carries no body).
+    #[must_use]
+    pub fn is_head_request(&self) -> bool {
+        self.front.head_method
+    }
+
+    /// As [`ServerConn::write_body_chunk`].
+    pub fn write_body_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), HttpError> {
+        body_chunk(&mut self.resp, data, out)
+    }
+
+    /// Ends the body (the last chunk if chunked). A Content-Length body that came up short
+    /// returns [`HttpError::ResponseBodyLength`]; the connection then closes at attach.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), HttpError> {
+        let (close, switch, result) = end_body(&mut self.resp, out)?;
+        self.done = Some((close, switch, result));
+        result
+    }
+
+    /// True once [`Self::finish`] ran.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// True when the connection closes after this response (known once the head is written).
+    #[must_use]
+    pub fn closes(&self) -> bool {
+        match (self.resp, self.done) {
+            (_, Some((close, _, _))) | (Resp::Started { close, .. }, None) => close,
+            _ => false,
+        }
+    }
+}
+
+fn body_chunk(resp: &mut Resp, data: &[u8], out: &mut Vec<u8>) -> Result<(), HttpError> {
+    let Resp::Started {
+        framing,
+        close,
+        switch,
+    } = *resp
+    else {
+        return Err(HttpError::ResponseState);
+    };
+    match framing {
+        Framing::Length(remaining) => {
+            let len = data.len() as u64;
+            if len > remaining {
+                return Err(HttpError::ResponseBodyLength);
+            }
+            out.extend_from_slice(data);
+            *resp = Resp::Started {
+                framing: Framing::Length(remaining - len),
+                close,
+                switch,
+            };
+        }
+        Framing::Chunked if !data.is_empty() => {
+            push_hex(out, data.len() as u64);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::CloseDelimited => out.extend_from_slice(data),
+        Framing::Chunked | Framing::NoBody => {}
+    }
+    Ok(())
+}
+
+/// What ending a body decided: close, switch, the framing verdict.
+type Ended = (bool, bool, Result<(), HttpError>);
+
+/// Writes the end of the body and resets the writer state to Idle.
+fn end_body(resp: &mut Resp, out: &mut Vec<u8>) -> Result<Ended, HttpError> {
+    let Resp::Started {
+        framing,
+        close,
+        switch,
+    } = *resp
+    else {
+        return Err(HttpError::ResponseState);
+    };
+    *resp = Resp::Idle;
+    let mut result = Ok(());
+    let mut close = close;
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(0) | Framing::NoBody => {}
+        Framing::Length(_) => {
+            close = true;
+            result = Err(HttpError::ResponseBodyLength);
+        }
+        Framing::CloseDelimited => close = true,
+    }
+    Ok((close, switch, result))
 }

@@ -65,8 +65,12 @@ impl StatusCode {
     pub const INTERNAL_SERVER_ERROR: Self = Self(500);
     /// 501 Not Implemented.
     pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 502 Bad Gateway.
+    pub const BAD_GATEWAY: Self = Self(502);
     /// 503 Service Unavailable.
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    /// 504 Gateway Timeout.
+    pub const GATEWAY_TIMEOUT: Self = Self(504);
     /// 505 HTTP Version Not Supported.
     pub const HTTP_VERSION_NOT_SUPPORTED: Self = Self(505);
 
@@ -120,7 +124,9 @@ impl StatusCode {
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             505 => "HTTP Version Not Supported",
             _ => "",
         }
@@ -220,6 +226,11 @@ pub enum HttpError {
     ResponseStatus,
     /// 500: more body bytes than `BodyLen::Known` declared, or fewer at finish.
     ResponseBodyLength,
+    /// 502: an upstream's response ([`ResponseReader`](crate::ResponseReader)) is malformed,
+    /// too large, framed ambiguously (Content-Length with Transfer-Encoding) or a 101.
+    InvalidResponse,
+    /// 502: the upstream closed before its response was complete.
+    IncompleteResponse,
 }
 
 impl HttpError {
@@ -240,6 +251,7 @@ impl HttpError {
             | Self::ResponseHeader
             | Self::ResponseStatus
             | Self::ResponseBodyLength => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidResponse | Self::IncompleteResponse => StatusCode::BAD_GATEWAY,
             Self::InvalidRequestLine
             | Self::InvalidHeader
             | Self::WhitespaceBeforeColon
@@ -300,6 +312,8 @@ impl HttpError {
             Self::ResponseHeader => "invalid response header",
             Self::ResponseStatus => "invalid response status",
             Self::ResponseBodyLength => "response body length mismatch",
+            Self::InvalidResponse => "malformed upstream response",
+            Self::IncompleteResponse => "upstream response cut short",
         }
     }
 }

@@ -89,6 +89,7 @@
 )]
 
 mod chunked;
+mod client;
 mod conn;
 mod error;
 pub mod multipart;
@@ -97,10 +98,14 @@ mod request;
 mod response;
 mod scan;
 
+pub use client::{
+    DEFAULT_MAX_RESPONSE_HEAD, DEFAULT_MAX_RESPONSE_HEADERS, ResponseBody, ResponseEvent,
+    ResponseHead, ResponseLimits, ResponseReader,
+};
 pub use conn::{
     BareLf, Config, ContinuePolicy, DEFAULT_MAX_BODY, DEFAULT_MAX_CHUNK_LINE,
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_PIPELINE, DEFAULT_MAX_REQUEST_LINE,
-    DEFAULT_MAX_TRAILER_BYTES, MAX_HEADERS_CAP, ServerConn,
+    DEFAULT_MAX_TRAILER_BYTES, MAX_HEADERS_CAP, ResponseWriter, ServerConn,
 };
 pub use error::{HttpError, StatusCode};
 #[doc(hidden)]

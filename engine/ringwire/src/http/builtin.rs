@@ -101,6 +101,14 @@ pub fn configure(f: &FileConfig, c: &mut super::HttpConfig) -> Result<(), Config
                 .into(),
         ));
     }
+    for spec in f.forward.iter().flatten() {
+        let rule = super::forward::ForwardRule::parse(spec, f.forward_ca.as_deref())
+            .map_err(|e| ConfigError(format!("forward: {e}")))?;
+        c.forward.push(rule);
+    }
+    if let Some(ms) = f.forward_timeout_ms {
+        c.forward_timeout = std::time::Duration::from_millis(ms.max(1));
+    }
     if let Some(dir) = &f.upload_dir {
         if !dir.is_dir() {
             return Err(ConfigError(format!(

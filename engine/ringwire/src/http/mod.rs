@@ -31,7 +31,7 @@
 //!
 //! Not done here (later): sendfile/splice or io_uring reads for files (today a blocking
 //! `read` of [`HttpConfig::file_chunk`] bytes on the core's thread per drain, which the page
-//! cache usually serves), forwarding.
+//! cache usually serves). Forwarding to upstream servers is in [`forward`].
 //!
 //! A WebSocket upgrade on a later request of a keep-alive connection is refused with 400: the
 //! upgrade must be the connection's first request (browsers open a fresh connection for it).
@@ -39,11 +39,12 @@
 pub mod auth;
 pub mod builtin;
 pub mod files;
+pub mod forward;
 pub mod log;
 pub mod sse;
 pub mod upload;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -126,6 +127,13 @@ pub struct HttpConfig {
     pub upload: Option<upload::UploadConfig>,
     /// The connection log file ([`log`], `--log-file`).
     pub log: Option<log::LogConfig>,
+    /// Server-Sent Events: replay buffers and the slow-reader limit ([`sse`]).
+    pub sse: sse::SseConfig,
+    /// Forwarding rules ([`forward`], `--forward PREFIX=URL`), tried in order after the
+    /// before-request hook and before the routes.
+    pub forward: Vec<forward::ForwardRule>,
+    /// A forwarded request gets 504 when its upstream sends nothing for this long.
+    pub forward_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -142,6 +150,9 @@ impl Default for HttpConfig {
             test_page: false,
             upload: None,
             log: None,
+            sse: sse::SseConfig::default(),
+            forward: Vec::new(),
+            forward_timeout: forward::DEFAULT_FORWARD_TIMEOUT,
         }
     }
 }
@@ -392,6 +403,8 @@ pub struct HttpApp {
     routes: Vec<Route>,
     /// Routes whose bodies may exceed `limits.max_body` (uploads): path, limit.
     body_limits: Vec<(String, u64)>,
+    /// SSE subscriptions (connection, channel) on every core of this app.
+    sse_subscriptions: std::sync::atomic::AtomicIsize,
 }
 
 impl Default for HttpApp {
@@ -424,11 +437,24 @@ impl HttpApp {
             before: None,
             routes: Vec::new(),
             body_limits: Vec::new(),
+            sse_subscriptions: std::sync::atomic::AtomicIsize::new(0),
         }
     }
     /// The settings.
     pub fn config(&self) -> &HttpConfig {
         &self.cfg
+    }
+    /// SSE channel subscriptions (one per connection and channel) open now on every core
+    /// serving this app.
+    pub fn sse_subscriptions(&self) -> usize {
+        let n = self
+            .sse_subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        usize::try_from(n).unwrap_or(0)
+    }
+    fn sse_joined(&self, n: isize) {
+        self.sse_subscriptions
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
     /// The authenticator (from [`HttpConfig::auth`]), shared by every core; the WebSocket
     /// plugin checks upgrades with it.
@@ -441,6 +467,14 @@ impl HttpApp {
         f: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
     ) -> Self {
         self.before = Some(Arc::new(f));
+        self
+    }
+    /// Forward requests under `prefix` to `upstream` ([`forward`]), streamed both ways.
+    pub fn forward(mut self, prefix: &str, upstream: forward::Upstream) -> Self {
+        self.cfg.forward.push(forward::ForwardRule {
+            prefix: prefix.to_owned(),
+            upstream,
+        });
         self
     }
     /// A route for `method` (`None`: any) and the exact `path`; the handler gets the whole body.
@@ -554,6 +588,10 @@ enum Action {
     Whole(Arc<HandlerFn>),
     Sink(Box<dyn BodySink>),
     Sse(Arc<SseEndpoint>),
+    /// To be forwarded by this rule ([`forward`]).
+    Forward(usize),
+    /// Being forwarded through this upstream connection.
+    Forwarding(ConnId),
 }
 
 struct Reading {
@@ -566,6 +604,8 @@ struct Outgoing {
     head: bool,
     started: bool,
     origin: Option<String>,
+    /// A forwarded response, written as its upstream connection delivers it.
+    fwd: Option<ConnId>,
 }
 
 /// The per-connection HTTP state.
@@ -581,9 +621,16 @@ pub struct HttpState {
     id: ConnId,
     peer: SocketAddr,
     pub(crate) sse: Option<sse::SseConn>,
+    /// An upstream connection of a forwarded request, not a client.
+    upstream: bool,
+    fwd: forward::ForwardClient,
 }
 
 impl HttpState {
+    /// True for the outgoing connection of a forwarded request ([`forward`]).
+    pub fn is_upstream(&self) -> bool {
+        self.upstream
+    }
     /// The connection's id.
     pub fn id(&self) -> ConnId {
         self.id
@@ -605,10 +652,12 @@ pub struct HttpServer {
     app: Arc<HttpApp>,
     out: Vec<u8>,
     fbuf: Vec<u8>,
-    /// SSE subscribers of this core, per stream name (value: chunk-framed or not).
-    pub(crate) streams: HashMap<Arc<str>, HashMap<ConnId, bool>>,
+    /// SSE subscribers and replay buffers of this core.
+    sse_hub: sse::Hub,
     conns: HashSet<ConnId>,
     log: Option<log::ConnLog>,
+    /// Forwarded requests of this core.
+    fwd: forward::Table,
 }
 
 impl Default for HttpServer {
@@ -626,8 +675,9 @@ impl HttpServer {
             log,
             out: Vec::new(),
             fbuf: Vec::new(),
-            streams: HashMap::new(),
+            sse_hub: sse::Hub::default(),
             conns: HashSet::new(),
+            fwd: forward::Table::default(),
         }
     }
 
@@ -645,6 +695,16 @@ impl HttpServer {
     /// Connections with an HTTP state on this core.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// SSE channel subscriptions (one per connection and channel) on this core.
+    pub fn sse_subscriptions(&self) -> usize {
+        self.sse_hub.subscriptions()
+    }
+
+    /// The SSE part of a WebSocket-plugin broadcast ([`sse`]).
+    pub(crate) fn deliver_broadcast(&mut self, cx: &mut CoreCtx<'_>, m: &crate::ws::BroadcastMsg) {
+        sse::deliver(self, cx, m);
     }
 
     /// A new connection's state (the keep-alive timer starts).
@@ -667,6 +727,8 @@ impl HttpServer {
             id,
             peer: cx.peer_addr(),
             sse: None,
+            upstream: false,
+            fwd: forward::ForwardClient::default(),
         }
     }
 
@@ -693,6 +755,14 @@ impl HttpServer {
                 Ok(None) => {}
                 Err(_) => return Action::Respond(Response::error(500)),
             }
+        }
+        if let Some(i) = app
+            .cfg
+            .forward
+            .iter()
+            .position(|f| req.path.starts_with(f.prefix.as_str()))
+        {
+            return Action::Forward(i);
         }
         let m = req.method();
         if m == "OPTIONS" {
@@ -764,7 +834,10 @@ impl HttpServer {
                         r.action = Action::Respond(Response::error(500));
                     }
                 }
-                Action::Respond(_) | Action::Sse(_) => {}
+                Action::Respond(_)
+                | Action::Sse(_)
+                | Action::Forward(_)
+                | Action::Forwarding(_) => {}
             }
         }
     }
@@ -775,12 +848,16 @@ impl HttpServer {
         };
         let resp = match action {
             Action::Respond(r) => r,
-            Action::Whole(f) => {
+            // Handlers may broadcast (`ws::publish_here`): sent from this core when they return.
+            Action::Whole(f) => crate::ws::with_outbox(cx, || {
                 catch_unwind(AssertUnwindSafe(|| f(&req))).unwrap_or_else(|_| Response::error(500))
-            }
-            Action::Sink(s) => catch_unwind(AssertUnwindSafe(|| s.finish(&req)))
-                .unwrap_or_else(|_| Response::error(500)),
+            }),
+            Action::Sink(s) => crate::ws::with_outbox(cx, || {
+                catch_unwind(AssertUnwindSafe(|| s.finish(&req)))
+                    .unwrap_or_else(|_| Response::error(500))
+            }),
             Action::Sse(ep) => sse::open(st, cx, &req, ep),
+            Action::Forward(_) | Action::Forwarding(_) => return,
         };
         let origin = self.app.cfg.cors.as_ref().and_then(|c| {
             let o = req.header_str("origin")?;
@@ -797,6 +874,7 @@ impl HttpServer {
             head: req.method == "HEAD",
             started: false,
             origin,
+            fwd: None,
         });
     }
 
@@ -806,6 +884,21 @@ impl HttpServer {
         let high = self.app.cfg.high_water;
         let mut sse_live = false;
         while let Some(o) = st.queue.front_mut() {
+            if let Some(up) = o.fwd {
+                match self.forward_pump(&mut st.codec, &mut o.started, up) {
+                    forward::Step::Wait => break,
+                    forward::Step::Finished => {
+                        st.fwd.ups.retain(|u| *u != up);
+                        st.queue.pop_front();
+                        continue;
+                    }
+                    forward::Step::Broken => {
+                        self.flush(cx);
+                        cx.abort();
+                        return;
+                    }
+                }
+            }
             if !o.started {
                 o.started = true;
                 if Self::write_head(&mut st.codec, o, now, &mut self.out).is_err() {
@@ -964,11 +1057,43 @@ impl HttpServer {
                             let m = head.method.as_str();
                             l.request(cx, st.peer, st.id, m, head.path, head.query, http10);
                         }
-                        self.on_request(&mut st.reading, st.peer, &head)
+                        let body = head.body;
+                        self.on_request(&mut st.reading, st.peer, &head);
+                        if let Some(r) = st.reading.as_mut()
+                            && let Action::Forward(rule) = r.action
+                        {
+                            r.action = match self.forward_start(cx, rule, &r.req, body) {
+                                Some(up) => {
+                                    st.fwd.ups.push(up);
+                                    st.queue.push_back(Outgoing {
+                                        resp: Response::status(502),
+                                        head: r.req.method == "HEAD",
+                                        started: false,
+                                        origin: None,
+                                        fwd: Some(up),
+                                    });
+                                    Action::Forwarding(up)
+                                }
+                                None => Action::Respond(Response::error(502)),
+                            };
+                        }
                     }
-                    Event::Body(b) => Self::on_body(&mut st.reading, b),
+                    Event::Body(b) => match st.reading.as_ref().map(|r| &r.action) {
+                        Some(Action::Forwarding(up)) => {
+                            let up = *up;
+                            self.forward_body(&mut st.fwd, cx, up, b);
+                        }
+                        _ => Self::on_body(&mut st.reading, b),
+                    },
                     Event::Trailers(_) => {}
-                    Event::BodyEnd => self.on_body_end(st, cx),
+                    Event::BodyEnd => match st.reading.as_ref().map(|r| &r.action) {
+                        Some(Action::Forwarding(up)) => {
+                            let up = *up;
+                            st.reading = None;
+                            self.forward_end(cx, up);
+                        }
+                        _ => self.on_body_end(st, cx),
+                    },
                 }
             }
             if st.failed.is_some() {
@@ -1056,14 +1181,34 @@ impl Plugin for HttpServer {
     type Conn = HttpState;
 
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpState> {
+        if cx.is_outgoing() {
+            // The upstream of a forwarded request ([`forward`]).
+            if !self.forward_up_open(cx) {
+                return None;
+            }
+            let mut st = self.new_conn(cx);
+            st.upstream = true;
+            self.conns.remove(&st.id);
+            return Some(st);
+        }
         Some(self.new_conn(cx))
     }
 
     fn on_data(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        if st.upstream {
+            return self.forward_up_data(cx, data);
+        }
         self.handle(st, cx, data)
     }
 
+    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
+        self.forward_connect_error(cx, id, &err);
+    }
+
     fn on_read_closed(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        if st.upstream {
+            return self.forward_up_eof(cx);
+        }
         st.read_closed = true;
         let unconsumed = cx.unconsumed();
         if st.failed.is_none() && st.codec.handle_eof(unconsumed).is_err() {
@@ -1078,6 +1223,9 @@ impl Plugin for HttpServer {
     }
 
     fn on_drained(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        if st.upstream {
+            return;
+        }
         if !st.queue.is_empty() {
             let before = st.queue.len();
             self.pump(st, cx);
@@ -1090,7 +1238,17 @@ impl Plugin for HttpServer {
     }
 
     fn on_timer(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, token: u64) {
+        if st.upstream {
+            return self.forward_up_timer(cx, token);
+        }
         match token {
+            forward::T_FWD_POLL => {
+                let up = match st.reading.as_ref().map(|r| &r.action) {
+                    Some(Action::Forwarding(up)) => Some(*up),
+                    _ => None,
+                };
+                self.forward_client_poll(&mut st.fwd, cx, up);
+            }
             T_KEEPALIVE => {
                 let idle = self.app.cfg.keep_alive_timeout;
                 let now = cx.now();
@@ -1140,11 +1298,13 @@ impl Plugin for HttpServer {
         }
     }
 
-    fn on_close(&mut self, st: HttpState, _cx: &mut CoreCtx<'_>, _reason: CloseReason) {
-        self.conns.remove(&st.id);
-        if let Some(s) = &st.sse {
-            sse::leave(self, &s.stream, st.id);
+    fn on_close(&mut self, st: HttpState, cx: &mut CoreCtx<'_>, _reason: CloseReason) {
+        if st.upstream {
+            return self.forward_up_closed(cx, st.id);
         }
+        self.forward_client_closed(cx, &st.fwd.ups);
+        self.conns.remove(&st.id);
+        sse::leave(self, &st);
     }
 
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {

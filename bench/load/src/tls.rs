@@ -1,0 +1,128 @@
+//! TLS for the load generator: one rustls (ring provider) `ClientConfig` per run, and the
+//! sans-IO `ClientConnection` each connection drives from the worker's mio loop
+//! (`read_tls` → `process_new_packets` → `reader`, `writer` → `write_tls`).
+//!
+//! Resumption: with `--resume` the config's in-memory session store hands each new connection
+//! a ticket (TLS 1.3) or session (TLS 1.2) from an earlier one (a storm gives every slot its
+//! own copy of the config and store, see the worker); without it resumption is disabled and
+//! every handshake is full. The worker counts `handshake_kind()` so the report says what
+//! really happened.
+
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::{Args, usage};
+
+/// Client sessions kept for resumption with `--resume` (rustls's default size).
+const RESUME_SESSIONS: usize = 256;
+
+/// What every TLS connection of the run starts from.
+pub struct TlsClient {
+    /// The shared configuration (and, with `--resume`, the shared session store).
+    pub config: Arc<ClientConfig>,
+    /// SNI and the name the certificate is checked against.
+    pub name: ServerName<'static>,
+}
+
+/// Builds the run's client configuration from the command line (`None` without `--tls`).
+pub fn from_args(a: &Args) -> Option<TlsClient> {
+    if !a.tls {
+        return None;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if a.tls12 {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .unwrap_or_else(|e| usage(&format!("TLS versions: {e}")));
+    let builder = if a.danger_accept_invalid_certs {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+    } else {
+        let Some(ca) = &a.tls_ca else {
+            usage("--tls needs --tls-ca FILE or --danger-accept-invalid-certs");
+        };
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .unwrap_or_else(|e| usage(&format!("--tls-ca {}: {e}", ca.display())));
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            usage(&format!("--tls-ca {}: no usable certificate", ca.display()));
+        }
+        builder.with_root_certificates(roots)
+    };
+    let mut cfg = builder.with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.resumption = if a.resume {
+        Resumption::in_memory_sessions(RESUME_SESSIONS)
+    } else {
+        Resumption::disabled()
+    };
+    let name = ServerName::try_from(a.tls_name.clone())
+        .unwrap_or_else(|e| usage(&format!("--tls-name {:?}: {e}", a.tls_name)));
+    Some(TlsClient {
+        config: Arc::new(cfg),
+        name,
+    })
+}
+
+/// `--danger-accept-invalid-certs`: checks the handshake signatures (so the client does the
+/// same work as with a CA), not the chain or the name.
+#[derive(Debug)]
+struct AcceptAnything(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
