@@ -108,14 +108,43 @@ fn start(
     (s, addr, app)
 }
 
-type Client = tungstenite::WebSocket<TcpStream>;
+type Client = tungstenite::WebSocket<Retry>;
+
+/// A socket whose reads and writes retry EINTR: io_uring workers in this process can interrupt
+/// a test thread's blocking calls, which tungstenite would otherwise report as errors.
+struct Retry(TcpStream);
+
+impl std::io::Read for Retry {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl std::io::Write for Retry {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 fn ws_client(addr: SocketAddr, path: &str) -> Client {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    tungstenite::client(format!("ws://{addr}{path}"), stream)
+    tungstenite::client(format!("ws://{addr}{path}"), Retry(stream))
         .unwrap()
         .0
 }
