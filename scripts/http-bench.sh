@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side HTTP/1.1 benchmark with wrk: keep-alive, 100 connections, for a small static
-# file (/hello.txt, 13 bytes) and a handler (/hello, "Hello, World!"), against
+# file (/hello.txt, 13 bytes), a handler (/hello, "Hello, World!") and a 1 MiB static file
+# (/big.bin, $CONNS_LARGE connections; sendfile on every server that has it), against
 #   ringwire (examples/http_hello, ONE thread, io_uring and epoll drivers),
 #   nginx (worker_processes 1; `return 200` for the handler),
 #   h2o (num-threads 1; an mruby handler).
@@ -11,6 +12,7 @@
 # Environment (defaults in brackets):
 #   SECS [5]          measured seconds per run (after a 1 s warm-up run)
 #   CONNS [100]       wrk connections
+#   CONNS_LARGE [10]  wrk connections for the 1 MiB file
 #   PROFILE [debug]   cargo profile of ringwire (debug: the shared machine's rule; opt-level 1)
 #   SERVER_CPU [0], CLIENT_CPU [1]
 #   CARGO_TARGET_DIR  [target]
@@ -22,6 +24,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${SECS:-5}
 CONNS=${CONNS:-100}
+CONNS_LARGE=${CONNS_LARGE:-10}
+HZ=$(getconf CLK_TCK)
 PROFILE=${PROFILE:-debug}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -51,6 +55,7 @@ WORK=$(mktemp -d /tmp/ringwire-http-bench.XXXXXX)
 chmod 755 "$WORK"
 mkdir -p "$WORK/www" "$OUT_DIR"
 printf 'Hello, World!' >"$WORK/www/hello.txt"
+head -c 1048576 /dev/urandom >"$WORK/www/big.bin"
 chmod -R a+rX "$WORK/www"
 PIDS=()
 cleanup() {
@@ -86,12 +91,14 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush on;
     client_body_temp_path $WORK/nginx/body;
     proxy_temp_path $WORK/nginx/proxy;
     fastcgi_temp_path $WORK/nginx/fastcgi;
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
-    types { text/plain txt; }
+    types { text/plain txt; application/octet-stream bin; }
     server {
         listen 127.0.0.1:$port;
         root $WORK/www;
@@ -130,19 +137,37 @@ EOF
 
 RAW=$WORK/raw.txt
 : >"$RAW"
-declare -A RPS LAT
+declare -A RPS LAT CPU XFER
+# utime+stime ticks of a process and its children threads/processes (nginx/h2o workers).
+cpu_ticks() {
+    local total=0 p
+    for p in $1 $(pgrep -P "$1" || true); do
+        [[ -r /proc/$p/stat ]] || continue
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
 for s in $SERVERS; do
     PORT=$((PORT + 1))
     start_server "$s" "$PORT"
     wait_port "$PORT"
-    for case in static handler; do
-        path=/hello.txt
+    for case in static handler large; do
+        path=/hello.txt conns=$CONNS
         [[ $case == handler ]] && path=/hello
-        body=$(curl -s "http://127.0.0.1:$PORT$path")
-        [[ $body == "Hello, World!" ]] || { log "$s $path answered '$body'"; exit 1; }
-        taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT$path" >/dev/null
-        out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+        if [[ $case == large ]]; then
+            path=/big.bin conns=$CONNS_LARGE
+            curl -s -o "$WORK/got.bin" "http://127.0.0.1:$PORT$path"
+            cmp -s "$WORK/got.bin" "$WORK/www/big.bin" || { log "$s $path: wrong bytes"; exit 1; }
+        else
+            body=$(curl -s "http://127.0.0.1:$PORT$path")
+            [[ $body == "Hello, World!" ]] || { log "$s $path answered '$body'"; exit 1; }
+        fi
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$PORT$path" >/dev/null
+        # Server CPU (utime+stime of the server's processes) over the measured run.
+        t0=$(cpu_ticks "$SERVER_PID")
+        out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${SECS}s" --latency \
             "http://127.0.0.1:$PORT$path")
+        t1=$(cpu_ticks "$SERVER_PID")
         {
             echo "### $s $case ($path)"
             echo '```'
@@ -150,6 +175,10 @@ for s in $SERVERS; do
             echo '```'
         } >>"$RAW"
         RPS[$s,$case]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+        CPU[$s,$case]=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" \
+            'BEGIN { if (n > 0) printf "%.1f", d / hz * 1e6 / n; else print "-" }')
+        XFER[$s,$case]=$(awk '/^Transfer\/sec:/ {print $2}' <<<"$out")
         LAT[$s,$case]=$(awk '/^ +50%/ {print $2}' <<<"$out")/$(awk '/^ +99%/ {print $2}' <<<"$out")
         errs=$(grep -E 'Socket errors|Non-2xx' <<<"$out" || true)
         [[ -n $errs ]] && LAT[$s,$case]+=" ($errs)"
@@ -160,7 +189,7 @@ for s in $SERVERS; do
 done
 
 {
-    echo "# HTTP/1.1 keep-alive, wrk -t1 -c$CONNS -d${SECS}s, loopback"
+    echo "# HTTP/1.1 keep-alive, wrk -t1 -c$CONNS (1 MiB file: -c$CONNS_LARGE) -d${SECS}s, loopback"
     echo
     echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`scripts/http-bench.sh\` (SECS=$SECS CONNS=$CONNS PROFILE=$PROFILE)."
     echo
@@ -173,10 +202,13 @@ done
         "$(nginx -v 2>&1 | sed 's/.*: //'); h2o $(h2o --version | awk 'NR==1 {print $3}');" \
         "$(wrk --version 2>&1 | awk 'NR==1 {print $1, $2}')."
     echo
-    echo "| server | static /hello.txt req/s | p50/p99 | handler /hello req/s | p50/p99 |"
-    echo "|---|---:|---|---:|---|"
+    echo "Server CPU µs/req: the server's utime+stime over the measured run (from /proc, 10 ms ticks)"
+    echo "divided by the requests wrk counted; it holds even when wrk is the bottleneck."
+    echo
+    echo "| server | static /hello.txt req/s | p50/p99 | CPU µs/req | handler /hello req/s | p50/p99 | CPU µs/req | 1 MiB /big.bin req/s ($CONNS_LARGE conns) | transfer/s | CPU µs/req |"
+    echo "|---|---:|---|---:|---:|---|---:|---:|---:|---:|"
     for s in $SERVERS; do
-        echo "| $s | ${RPS[$s,static]} | ${LAT[$s,static]} | ${RPS[$s,handler]} | ${LAT[$s,handler]} |"
+        echo "| $s | ${RPS[$s,static]} | ${LAT[$s,static]} | ${CPU[$s,static]} | ${RPS[$s,handler]} | ${LAT[$s,handler]} | ${CPU[$s,handler]} | ${RPS[$s,large]} | ${XFER[$s,large]} | ${CPU[$s,large]} |"
     done
     echo
     echo "## Raw wrk output"

@@ -20,6 +20,11 @@
 //! recv_buffer_size = 16384
 //! # HTTP (docs/http.md)
 //! www = "/srv/www"               # static files
+//! www_cache_valid_ms = 1000      # per-core cache of static answers, 0 = off
+//! www_cache_max_file = 65536     # larger files: metadata cached, content not
+//! www_cache_size = 16777216      # content bytes per core
+//! www_cache_entries = 4096       # cached paths per core
+//! no_sendfile = false            # true: read file bodies instead of sendfile(2)
 //! cors_origin = "*"              # or "https://a.example, https://b.example"
 //! http_max_body = 16777216       # 413 past it
 //! http_keep_alive_ms = 60000
@@ -137,6 +142,16 @@ pub struct FileConfig {
     pub ws_subprotocols: Option<Vec<String>>,
     /// HTTP: serve static files from this directory.
     pub www: Option<std::path::PathBuf>,
+    /// HTTP: static answers are cached this long without a syscall (ms, 0 = no cache).
+    pub www_cache_valid_ms: Option<u64>,
+    /// HTTP: files up to this size are held in memory by the cache (bytes).
+    pub www_cache_max_file: Option<u64>,
+    /// HTTP: file content held by the cache per core (bytes).
+    pub www_cache_size: Option<usize>,
+    /// HTTP: cached paths per core.
+    pub www_cache_entries: Option<usize>,
+    /// HTTP: read file bodies into user space instead of sendfile(2).
+    pub no_sendfile: Option<bool>,
     /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
     pub cors_origin: Option<String>,
     /// HTTP: largest request body (bytes), 413 past it.
@@ -288,6 +303,11 @@ impl FileConfig {
             ws_handshake_timeout_ms,
             ws_subprotocols,
             www,
+            www_cache_valid_ms,
+            www_cache_max_file,
+            www_cache_size,
+            www_cache_entries,
+            no_sendfile,
             cors_origin,
             http_max_body,
             http_keep_alive_ms,
@@ -466,6 +486,21 @@ impl FileConfig {
             }
             c.www = Some(dir.clone());
         }
+        if self.no_sendfile == Some(true) {
+            c.sendfile = false;
+        }
+        if let Some(ms) = self.www_cache_valid_ms {
+            c.www_cache.valid = Duration::from_millis(ms);
+        }
+        if let Some(v) = self.www_cache_max_file {
+            c.www_cache.max_file = v;
+        }
+        if let Some(v) = self.www_cache_size {
+            c.www_cache.size = v;
+        }
+        if let Some(v) = self.www_cache_entries {
+            c.www_cache.entries = v;
+        }
         if let Some(o) = &self.cors_origin {
             c.cors = Some(crate::http::Cors::origin(o.clone()));
         }
@@ -495,6 +530,18 @@ mod tests {
             .unwrap();
         assert_eq!(c.limits.max_body, 10);
         assert_eq!(c.cors.unwrap().origin, "*");
+        assert_eq!(c.www_cache, crate::http::files::CacheConfig::default());
+        let c = FileConfig::parse(
+            "www_cache_valid_ms = 50\nwww_cache_max_file = 10\nwww_cache_size = 20\nwww_cache_entries = 3\n",
+        )
+        .unwrap()
+        .http()
+        .unwrap();
+        assert_eq!(c.www_cache.valid, Duration::from_millis(50));
+        assert_eq!(
+            (c.www_cache.max_file, c.www_cache.size, c.www_cache.entries),
+            (10, 20, 3)
+        );
         assert!(
             FileConfig::parse("www = \"/nonexistent-dir\"")
                 .unwrap()

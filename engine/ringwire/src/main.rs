@@ -89,9 +89,25 @@ struct ServeArgs {
     /// HTTP: serve static files from this directory.
     #[arg(long)]
     www: Option<PathBuf>,
+    /// HTTP: static answers are reused this many ms without a syscall, then revalidated with
+    /// one stat (0 = no cache).
+    #[arg(long)]
+    www_cache_valid_ms: Option<u64>,
+    /// HTTP: files up to this many bytes are held in memory by the static cache.
+    #[arg(long)]
+    www_cache_max_file: Option<u64>,
+    /// HTTP: file content bytes the static cache holds per core.
+    #[arg(long)]
+    www_cache_size: Option<usize>,
+    /// HTTP: paths the static cache holds per core.
+    #[arg(long)]
+    www_cache_entries: Option<usize>,
     /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
     #[arg(long)]
     cors_origin: Option<String>,
+    /// HTTP: read file bodies into user space instead of sending them with sendfile(2).
+    #[arg(long)]
+    no_sendfile: bool,
     /// HTTP: do not serve the test page /ringwire.html and the client /ringwire.js.
     #[arg(long)]
     no_test_page: bool,
@@ -195,6 +211,11 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         ws_heartbeat_timeout_ms: a.ws_heartbeat_timeout_ms,
         ws_idle_timeout_ms: a.ws_idle_timeout_ms,
         www: a.www,
+        www_cache_valid_ms: a.www_cache_valid_ms,
+        www_cache_max_file: a.www_cache_max_file,
+        www_cache_size: a.www_cache_size,
+        www_cache_entries: a.www_cache_entries,
+        no_sendfile: a.no_sendfile.then_some(true),
         cors_origin: a.cors_origin,
         no_test_page: a.no_test_page.then_some(true),
         auth_user: (!a.auth_user.is_empty()).then_some(a.auth_user),

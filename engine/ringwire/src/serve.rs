@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ringwire_runtime::tls::TlsAcceptor;
 use ringwire_runtime::{
-    BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, RuntimeConfig, ServerBuilder,
+    BusMessage, Bytes, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, RuntimeConfig, ServerBuilder,
     ServerHandle,
 };
 
@@ -117,6 +117,13 @@ impl Plugin for Router {
                 Some(s) => s.on_data(c, cx, data),
                 None => data.len(),
             },
+        }
+    }
+
+    fn on_owned_data(&mut self, conn: &mut RouterConn, cx: &mut ConnCtx<'_>, data: Bytes) {
+        // Only the WebSocket plugin takes input.
+        if let RouterConn::Http(c) = conn {
+            self.http.on_owned_data(c, cx, data);
         }
     }
 

@@ -5,7 +5,12 @@
 //! the user's [`WsHandler::on_upgrade`] may refuse it with an HTTP status, subprotocol and
 //! permessage-deflate are negotiated, and the 101 goes out. From then on bytes go through the
 //! sans-IO codec `ringwire_ws::WebSocket`; events reach the handler with payloads borrowed from
-//! the receive buffer where the codec allows it.
+//! the receive buffer where the codec allows it. A large message that arrived over several reads
+//! changes hands instead: the runtime gives up the buffer it gathered the frame in, and
+//! [`WsHandler::on_message_bytes`] gets the unmasked payload as refcounted bytes, which
+//! [`WsCtx::send_bytes`] queues again without a copy (an echo copies no payload in user space).
+//! While a frame is incomplete, the plugin tells the runtime its length
+//! (`ConnCtx::reserve_input`), so that the frame is gathered in one buffer, not one that doubles.
 //!
 //! A request without `Upgrade: websocket` is plain HTTP: the connection goes to the HTTP plugin
 //! ([`crate::http::HttpServer`]) with the request's bytes unchanged, for good (a WebSocket
@@ -31,12 +36,13 @@
 //! custom heartbeat message from the handler), the idle timeout, and the closing handshake's
 //! timeout from the codec.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use ringwire_runtime::{
     BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, SendError, TimerId,
 };
@@ -63,6 +69,14 @@ const T_HEARTBEAT: u64 = 2;
 const T_PONG: u64 = 3;
 const T_IDLE: u64 = 4;
 const T_CLOSE: u64 = 5;
+
+/// [`WsCtx::send_bytes`] queues a payload at least this large as a chunk of its own after the
+/// frame header; a smaller one is copied into the frame. A message at least this large that
+/// arrives in one uncompressed frame which sits in the connection's own input buffer (it came
+/// in several reads) is taken from it ([`ConnCtx::take_input`]) and reaches
+/// [`WsHandler::on_message_bytes`] without a copy; one in the driver's receive buffer is
+/// lent to [`WsHandler::on_message`] as it is (taking it would copy it).
+const SHARED_SEND_MIN: usize = 16 * 1024;
 
 /// Heartbeat settings (the suite's HeartBeat).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +344,30 @@ pub fn publish_via(publisher: &ringwire_runtime::Publisher, b: &Broadcast) -> us
     publisher.broadcast(TAG_PUBLISH, publication(b))
 }
 
+/// The whole length (header and payload) of the frame at the front of `rest`, once its header
+/// is there.
+fn frame_len(rest: &[u8]) -> Option<usize> {
+    let (h, header_len) = FrameHeader::parse(rest).ok()??;
+    usize::try_from(h.payload_len).ok()?.checked_add(header_len)
+}
+
+/// Where `payload`, which the codec borrowed from the input at address `base`, starts in it;
+/// `None` unless it lies within the first `frame` bytes.
+fn payload_offset(base: usize, payload: &[u8], frame: usize) -> Option<usize> {
+    let off = (payload.as_ptr() as usize).checked_sub(base)?;
+    (off.checked_add(payload.len())? <= frame).then_some(off)
+}
+
+/// The allocation of a message's bytes, for the codec to reuse, if nothing else holds them.
+fn reclaim(mut b: Bytes) -> Option<Vec<u8>> {
+    if !b.is_unique() {
+        return None;
+    }
+    // Emptied first, the bytes are not moved when the Vec is rebuilt.
+    b.advance(b.len());
+    Some(Vec::from(b))
+}
+
 fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
     let h = FrameHeader {
         fin: true,
@@ -358,6 +396,17 @@ pub struct WsState {
     pong_timer: Option<TimerId>,
     close_timer: bool,
     peer_close: Option<(Option<CloseCode>, String)>,
+    /// The message whose frame `frames` asked the runtime to hand over.
+    taken: Option<TakenMessage>,
+}
+
+/// A message whose frame was taken from the input ([`ConnCtx::take_input`]): its kind and
+/// where its (unmasked) payload sits in the frame's bytes.
+#[derive(Clone, Copy, Debug)]
+struct TakenMessage {
+    kind: MessageKind,
+    off: usize,
+    len: usize,
 }
 
 /// A connection on the HTTP/WebSocket port.
@@ -379,8 +428,16 @@ pub trait WsHandler: 'static {
     }
     /// The 101 went out; the connection is open.
     fn on_open(&mut self, _ws: &mut WsCtx<'_, '_>) {}
-    /// A whole message arrived (text is valid UTF-8).
+    /// A whole message arrived (text is valid UTF-8). Large messages held as bytes go to
+    /// [`WsHandler::on_message_bytes`], whose default passes them here.
     fn on_message(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &[u8]);
+    /// A whole message the server holds as owned, refcounted bytes: one large enough to be
+    /// taken from the input buffer without a copy, or one reassembled from fragments or
+    /// inflated. Keep it, or send it on with [`WsCtx::send_bytes`], without copying. The
+    /// default passes it to [`WsHandler::on_message`], which gets every other message.
+    fn on_message_bytes(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &Bytes) {
+        self.on_message(ws, kind, data);
+    }
     /// A fragment of a message arrived (only with `FragmentMode::Stream`); `received` counts the
     /// message's bytes so far.
     fn on_fragment(
@@ -501,6 +558,31 @@ impl<'c> WsCtx<'_, 'c> {
             .send_message(kind, data, self.out)
             .map_err(|_| SendError::Closed)?;
         Ok(self.buffered())
+    }
+    /// Send a message whose payload is refcounted bytes already (from
+    /// [`WsHandler::on_message_bytes`], or shared between receivers). A large one is queued
+    /// as it is, after a header of its own, without a copy; a small one, or one that
+    /// permessage-deflate may compress, goes through [`WsCtx::send`]. Returns what `send`
+    /// returns; a send past the out-queue limit aborts the connection, as it does for frames
+    /// `send` queued.
+    pub fn send_bytes(&mut self, kind: MessageKind, data: Bytes) -> Result<usize, SendError> {
+        if data.len() < SHARED_SEND_MIN || self.st.ws.deflate_params().is_some() {
+            return self.send(kind, &data);
+        }
+        let header = match self.st.ws.send_header_unmasked(kind, data.len()) {
+            Ok(Some(h)) => h,
+            Ok(None) => return self.send(kind, &data),
+            Err(_) => return Err(SendError::Closed),
+        };
+        // What is queued goes first (control frames the codec holds, earlier sends), then
+        // the header, then the payload.
+        self.st.ws.poll_transmit(self.out);
+        self.out.extend_from_slice(&header);
+        let head = Bytes::from(std::mem::take(self.out));
+        self.cx.send_vectored(&[head, data]).inspect_err(|_| {
+            // Past the out-queue limit (or closing): this peer does not keep up.
+            self.cx.abort();
+        })
     }
     /// Send a fragment of a message (`fin` on the last one).
     pub fn send_fragment(
@@ -716,6 +798,7 @@ impl<H: WsHandler> WsServer<H> {
             pong_timer: None,
             close_timer: false,
             peer_close: None,
+            taken: None,
         };
         self.reg.all.insert(id);
         if let Some(bits) = shared_deflate {
@@ -787,6 +870,8 @@ impl<H: WsHandler> WsServer<H> {
         }
         let mut start = 0;
         while let Some(buf) = data.get_mut(start..) {
+            let at = start;
+            let base = buf.as_ptr() as usize;
             let r = match st.ws.handle_read(now, buf) {
                 Ok(r) => r,
                 Err(e) => {
@@ -802,7 +887,14 @@ impl<H: WsHandler> WsServer<H> {
                 }
             };
             start += r.consumed;
-            let Some(ev) = r.event else { break };
+            let Some(ev) = r.event else {
+                // An incomplete frame: tell the runtime how much input it needs, so that room
+                // for all of it is made at once. (Its header passed the codec's limits.)
+                if let Some(need) = data.get(start..).and_then(frame_len) {
+                    cx.reserve_input(need);
+                }
+                break;
+            };
             if let Some(l) = self.http.log() {
                 l.ws_event(cx, st.peer, st.id, &ev);
             }
@@ -814,10 +906,42 @@ impl<H: WsHandler> WsServer<H> {
             };
             match ev {
                 WsEvent::Message { kind, data } => {
+                    let frame = start - at;
+                    let off = match &data {
+                        Cow::Borrowed(p)
+                            if p.len() >= SHARED_SEND_MIN && ws.cx.input_is_owned() =>
+                        {
+                            payload_offset(base, p, frame)
+                        }
+                        _ => None,
+                    };
+                    if let Some(off) = off {
+                        // A large message in the connection's buffer: have the runtime hand over
+                        // the frame's bytes, and deliver it from on_owned_data (next, before
+                        // any more input is read).
+                        ws.st.taken = Some(TakenMessage {
+                            kind,
+                            off,
+                            len: data.len(),
+                        });
+                        ws.cx.take_input(frame);
+                        start = at;
+                        break;
+                    }
                     ws.cx.count_messages(1);
-                    self.handler.on_message(&mut ws, kind, &data);
-                    if let std::borrow::Cow::Owned(v) = data {
-                        ws.st.ws.recycle(v);
+                    match data {
+                        Cow::Owned(v) if v.len() >= SHARED_SEND_MIN => {
+                            let b = Bytes::from(v);
+                            self.handler.on_message_bytes(&mut ws, kind, &b);
+                            if let Some(v) = reclaim(b) {
+                                ws.st.ws.recycle(v);
+                            }
+                        }
+                        Cow::Owned(v) => {
+                            self.handler.on_message(&mut ws, kind, &v);
+                            ws.st.ws.recycle(v);
+                        }
+                        Cow::Borrowed(p) => self.handler.on_message(&mut ws, kind, p),
                     }
                 }
                 WsEvent::Fragment {
@@ -849,6 +973,25 @@ impl<H: WsHandler> WsServer<H> {
         }
         self.after_io(st, cx);
         start
+    }
+
+    /// A message whose frame [`WsServer::frames`] took from the input: deliver it as bytes.
+    fn taken_message(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, frame: Bytes) {
+        let Some(t) = st.taken.take() else { return };
+        let Some(end) = t.off.checked_add(t.len).filter(|&e| e <= frame.len()) else {
+            return;
+        };
+        let payload = frame.slice(t.off..end);
+        drop(frame);
+        cx.count_messages(1);
+        let mut ws = WsCtx {
+            cx,
+            st,
+            reg: &mut self.reg,
+            out: &mut self.out,
+        };
+        self.handler.on_message_bytes(&mut ws, t.kind, &payload);
+        self.after_io(st, cx);
     }
 
     /// Flush what the codec queued; arm its close timer; close TCP once the handshake is over.
@@ -967,6 +1110,12 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             HttpConn::Handshake(_) => self.handshake(conn, cx, data),
             HttpConn::Plain(st) => self.http.on_data(st, cx, data),
             HttpConn::Ws(st) => self.frames(st, cx, data),
+        }
+    }
+
+    fn on_owned_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: Bytes) {
+        if let HttpConn::Ws(st) = conn {
+            self.taken_message(st, cx, data);
         }
     }
 
@@ -1166,6 +1315,10 @@ impl WsHandler for EchoHandler {
         // A slow reader gets its connection closed by the runtime's limit, not an unbounded queue.
         let _ = ws.send(kind, data);
     }
+    fn on_message_bytes(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &Bytes) {
+        // A large message goes back out without a copy.
+        let _ = ws.send_bytes(kind, data.clone());
+    }
 }
 
 /// The path on which [`ServeHandler`] relays every message to every connection on that path.
@@ -1206,6 +1359,13 @@ impl WsHandler for ServeHandler {
             ));
         } else {
             let _ = ws.send(kind, data);
+        }
+    }
+    fn on_message_bytes(&mut self, ws: &mut WsCtx<'_, '_>, kind: MessageKind, data: &Bytes) {
+        if ws.channels().next().is_some() {
+            ws.broadcast(Broadcast::to_channel(BROADCAST_CHANNEL, kind, data.clone()));
+        } else {
+            let _ = ws.send_bytes(kind, data.clone());
         }
     }
 }

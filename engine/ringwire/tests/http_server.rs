@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ringwire::http::{
     BodySink, BodyStream, Cors, HttpApp, HttpConfig, HttpServer, Limits, Request, Response,
-    SseEndpoint, SseEvent, sse,
+    SseEndpoint, SseEvent, files, sse,
 };
 use ringwire::runtime::{Bytes, DriverChoice, RuntimeConfig, ServerBuilder, ServerHandle};
 use ringwire::ws::{EchoHandler, WsServer, WsServerConfig};
@@ -30,6 +30,8 @@ both_drivers!(
     whole_body_and_content_length_upload,
     static_file_etag_304_range_traversal,
     large_static_file_streamed,
+    static_cache_answers_from_memory_within_the_window,
+    static_cache_sees_changes_after_the_window,
     sse_stream_with_last_event_id,
     limits_one_over_each,
     hook_cors_options_405_500,
@@ -453,27 +455,242 @@ fn static_file_etag_304_range_traversal(d: DriverChoice) {
 
 fn large_static_file_streamed(d: DriverChoice) {
     let www = www_dir("large");
-    let (_s, addr) = start_with(
+    let want = std::fs::read(www.join("big.bin")).unwrap();
+    // With sendfile (the default) and without: the same bytes, and the runtime's counter of
+    // bytes written by sendfile(2) tells which path carried them.
+    for sendfile in [true, false] {
+        let (s, addr) = start_with(
+            d,
+            HttpConfig {
+                www: Some(www.clone()),
+                sendfile,
+                ..Default::default()
+            },
+        );
+        let mut c = connect(addr);
+        // Three pipelined: the later ones wait for the 3 MB body, sent as the socket drains.
+        send(
+            &mut c,
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000000-1000009\r\n\r\nHEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        let r = read_resp(&mut c, false);
+        assert_eq!(r.status, 200);
+        assert!(r.body == want, "body differs (sendfile {sendfile})");
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        let r = read_resp(&mut c, false);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, &want[1_000_000..1_000_010]);
+        let r = read_resp(&mut c, true);
+        assert_eq!(r.status, 200);
+        let len = want.len().to_string();
+        assert_eq!(r.header("content-length"), Some(len.as_str()));
+        // Nothing after the HEAD answer: the next request's answer comes next, intact.
+        send(
+            &mut c,
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=-5\r\n\r\n",
+        );
+        let r = read_resp(&mut c, false);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, &want[want.len() - 5..]);
+        let expect = if sendfile { want.len() as u64 + 15 } else { 0 };
+        let t = std::time::Instant::now();
+        while s.stats()[0].file_bytes_out != expect {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "file_bytes_out {} want {expect}",
+                s.stats()[0].file_bytes_out
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        s.stop();
+    }
+    cleanup(&www);
+}
+
+/// One request on a keep-alive connection.
+fn ask(c: &mut BufReader<TcpStream>, method: &str, target: &str, extra: &str) -> Resp {
+    send(
+        c,
+        format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes(),
+    );
+    read_resp(c, method == "HEAD")
+}
+
+/// A static root with `small.txt` (13 bytes, held in memory), `a.txt` (20 bytes, above
+/// `max_file`: metadata only) and a server whose cache keeps answers for `valid`.
+fn start_cached(
+    d: DriverChoice,
+    name: &str,
+    valid: Duration,
+) -> (ServerHandle, SocketAddr, PathBuf) {
+    let www = www_dir(name);
+    std::fs::write(www.join("small.txt"), "hello, world\n").unwrap();
+    let (s, addr) = start_with(
         d,
         HttpConfig {
             www: Some(www.clone()),
+            www_cache: files::CacheConfig {
+                valid,
+                max_file: 16,
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
-    let want = std::fs::read(www.join("big.bin")).unwrap();
+    (s, addr, www)
+}
+
+/// A window longer than the test: what was changed on disk is not seen, so every answer below
+/// comes from the cache (hits, 304, ranges, 416, If-Range, HEAD, 404, redirects); security
+/// checks still answer 403.
+fn static_cache_answers_from_memory_within_the_window(d: DriverChoice) {
+    let (_s, addr, www) = start_cached(d, "cache-hit", Duration::from_secs(600));
     let mut c = connect(addr);
-    // Two pipelined: the second waits for the 3 MB body, read as the socket drains.
-    send(
+    let r = ask(&mut c, "GET", "/small.txt", "");
+    assert_eq!((r.status, r.text()), (200, "hello, world\n"));
+    let etag = r.header("etag").unwrap().to_owned();
+    let lm = r.header("last-modified").unwrap().to_owned();
+    std::fs::write(www.join("small.txt"), "changed on disk, not yet seen").unwrap();
+    let r = ask(&mut c, "GET", "/small.txt", "");
+    assert_eq!((r.status, r.text()), (200, "hello, world\n"));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let r = ask(
         &mut c,
-        b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000000-1000009\r\n\r\n",
+        "GET",
+        "/small.txt",
+        &format!("If-None-Match: {etag}\r\n"),
     );
-    let r = read_resp(&mut c, false);
+    assert_eq!((r.status, r.header("etag")), (304, Some(etag.as_str())));
+    assert_eq!(r.header("content-type"), None);
+    let r = ask(
+        &mut c,
+        "GET",
+        "/small.txt",
+        &format!("If-Modified-Since: {lm}\r\n"),
+    );
+    assert_eq!(r.status, 304);
+    let r = ask(&mut c, "GET", "/small.txt", "Range: bytes=7-11\r\n");
+    assert_eq!((r.status, r.text()), (206, "world"));
+    assert_eq!(r.header("content-range"), Some("bytes 7-11/13"));
+    let r = ask(&mut c, "GET", "/small.txt", "Range: bytes=-6\r\n");
+    assert_eq!((r.status, r.text()), (206, "world\n"));
+    let r = ask(&mut c, "GET", "/small.txt", "Range: bytes=13-\r\n");
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */13"))
+    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "/small.txt",
+        "Range: bytes=0-4\r\nIf-Range: \"stale\"\r\n",
+    );
+    assert_eq!((r.status, r.text()), (200, "hello, world\n"));
+    let r = ask(
+        &mut c,
+        "GET",
+        "/small.txt",
+        &format!("Range: bytes=0-4\r\nIf-Range: {etag}\r\n"),
+    );
+    assert_eq!((r.status, r.text()), (206, "hello"));
+    let r = ask(&mut c, "HEAD", "/small.txt", "");
+    assert_eq!((r.status, r.header("content-length")), (200, Some("13")));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    // Above max_file: opened per request, whole and ranges, twice (the second from cached
+    // metadata).
+    for _ in 0..2 {
+        let r = ask(&mut c, "GET", "/a.txt", "");
+        assert_eq!((r.status, r.text()), (200, "0123456789abcdefghij"));
+        let r = ask(&mut c, "GET", "/a.txt", "Range: bytes=2-5\r\n");
+        assert_eq!((r.status, r.text()), (206, "2345"));
+        assert_eq!(r.header("content-range"), Some("bytes 2-5/20"));
+        let r = ask(&mut c, "GET", "/a.txt", "Range: bytes=20-\r\n");
+        assert_eq!(r.status, 416);
+        let r = ask(
+            &mut c,
+            "GET",
+            "/big.bin",
+            "Range: bytes=1000000-1000009\r\n",
+        );
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body.len(), 10);
+    }
+    let want = std::fs::read(www.join("big.bin")).unwrap();
+    assert!(ask(&mut c, "GET", "/big.bin", "").body == want);
+    // 404 cached: a file created inside the window is not seen yet.
+    assert_eq!(ask(&mut c, "GET", "/later.txt", "").status, 404);
+    std::fs::write(www.join("later.txt"), "later").unwrap();
+    assert_eq!(ask(&mut c, "GET", "/later.txt", "").status, 404);
+    // Redirects: the cached answer keeps each request's query.
+    let r = ask(&mut c, "GET", "/sub", "");
+    assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
+    let r = ask(&mut c, "GET", "/sub?x=1", "");
+    assert_eq!((r.status, r.header("location")), (301, Some("/sub/?x=1")));
+    assert_eq!(ask(&mut c, "GET", "/sub/", "").text(), "sub\n");
+    // Security answers are the same the second time.
+    std::os::unix::fs::symlink(www.with_extension("secret"), www.join("link")).unwrap();
+    let name = www.with_extension("secret");
+    let name = name.file_name().unwrap().to_str().unwrap().to_owned();
+    for _ in 0..2 {
+        assert_eq!(ask(&mut c, "GET", "/link", "").status, 403);
+        let r = ask(&mut c, "GET", &format!("/%2e%2e/{name}"), "");
+        assert_eq!(r.status, 403);
+        assert_eq!(ask(&mut c, "GET", "/a%00.txt", "").status, 400);
+    }
+    cleanup(&www);
+}
+
+/// A 50 ms window: changes, new files and deletions show once it has passed; with the cache
+/// off (window 0) at once.
+fn static_cache_sees_changes_after_the_window(d: DriverChoice) {
+    let past = Duration::from_millis(200);
+    let (_s, addr, www) = start_cached(d, "cache-change", Duration::from_millis(50));
+    let mut c = connect(addr);
+    let r = ask(&mut c, "GET", "/small.txt", "");
+    let etag = r.header("etag").unwrap().to_owned();
+    let r = ask(&mut c, "GET", "/a.txt", "");
+    let big_etag = r.header("etag").unwrap().to_owned();
+    assert_eq!(ask(&mut c, "GET", "/later.txt", "").status, 404);
+    std::fs::write(www.join("small.txt"), "bye\n").unwrap();
+    std::fs::write(www.join("a.txt"), "abcdefghijklmnopqrstuvwxyz").unwrap();
+    std::fs::write(www.join("later.txt"), "later").unwrap();
+    std::thread::sleep(past);
+    let r = ask(&mut c, "GET", "/small.txt", "");
+    assert_eq!((r.status, r.text()), (200, "bye\n"));
+    assert_ne!(r.header("etag"), Some(etag.as_str()));
+    let r = ask(
+        &mut c,
+        "GET",
+        "/small.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
     assert_eq!(r.status, 200);
-    assert!(r.body == want, "body differs");
-    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    let r = read_resp(&mut c, false);
-    assert_eq!(r.status, 206);
-    assert_eq!(r.body, &want[1_000_000..1_000_010]);
+    let r = ask(&mut c, "GET", "/a.txt", "");
+    assert_eq!(r.text(), "abcdefghijklmnopqrstuvwxyz");
+    assert_ne!(r.header("etag"), Some(big_etag.as_str()));
+    let r = ask(&mut c, "GET", "/a.txt", "Range: bytes=20-\r\n");
+    assert_eq!((r.status, r.text()), (206, "uvwxyz"));
+    assert_eq!(ask(&mut c, "GET", "/later.txt", "").text(), "later");
+    // Deleted: 404 after the window.
+    std::fs::remove_file(www.join("small.txt")).unwrap();
+    std::fs::remove_file(www.join("a.txt")).unwrap();
+    std::thread::sleep(past);
+    assert_eq!(ask(&mut c, "GET", "/small.txt", "").status, 404);
+    assert_eq!(ask(&mut c, "GET", "/a.txt", "").status, 404);
+    cleanup(&www);
+    // Window 0: no cache.
+    let (_s, addr, www) = start_cached(d, "cache-off", Duration::ZERO);
+    let mut c = connect(addr);
+    assert_eq!(
+        ask(&mut c, "GET", "/small.txt", "").text(),
+        "hello, world\n"
+    );
+    std::fs::write(www.join("small.txt"), "bye\n").unwrap();
+    assert_eq!(ask(&mut c, "GET", "/small.txt", "").text(), "bye\n");
+    std::fs::remove_file(www.join("small.txt")).unwrap();
+    assert_eq!(ask(&mut c, "GET", "/small.txt", "").status, 404);
     cleanup(&www);
 }
 
@@ -804,6 +1021,8 @@ fn serve_binary_www_cors_and_events(d: DriverChoice) {
         .args(["serve", "--threads", "1", "--driver", driver])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--www", www.to_str().unwrap(), "--cors-origin", "*"])
+        .args(["--www-cache-valid-ms", "0", "--www-cache-max-file", "1024"])
+        .args(["--www-cache-size", "65536", "--www-cache-entries", "64"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -815,6 +1034,9 @@ fn serve_binary_www_cors_and_events(d: DriverChoice) {
     let r = get(addr, "/a.txt", "Origin: https://x.example\r\n");
     assert_eq!((r.status, r.text()), (200, "0123456789abcdefghij"));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // --www-cache-valid-ms 0: no cache, a change shows at once.
+    std::fs::write(www.join("a.txt"), "edited").unwrap();
+    assert_eq!(get(addr, "/a.txt", "").text(), "edited");
     let mut c = connect(addr);
     send(
         &mut c,

@@ -119,6 +119,29 @@ pub(crate) struct ThrottleState {
     pub write: Option<Bucket>,
 }
 
+/// A range of a file queued with [`ConnCtx::send_file`]: written with sendfile(2), the bytes
+/// go from the page cache to the socket without passing through user space.
+pub(crate) struct FileSlice {
+    pub file: Arc<std::fs::File>,
+    pub off: u64,
+    pub len: usize,
+}
+
+/// One entry of a connection's out-queue.
+pub(crate) enum OutChunk {
+    Mem(Bytes),
+    File(FileSlice),
+}
+
+impl OutChunk {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            OutChunk::Mem(b) => b.len(),
+            OutChunk::File(f) => f.len,
+        }
+    }
+}
+
 /// Runtime state of one TCP connection. Idle, it owns no buffer: the out-queue and the input
 /// remainder are empty and unallocated.
 pub(crate) struct Conn {
@@ -129,7 +152,7 @@ pub(crate) struct Conn {
     pub listener: u16,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub out: VecDeque<Bytes>,
+    pub out: VecDeque<OutChunk>,
     pub out_len: usize,
     /// Bytes of `out.front()` already written.
     pub out_off: usize,
@@ -226,9 +249,11 @@ pub struct CoreStats {
     /// TLS connections that failed: a bad handshake or record, the handshake deadline, or the
     /// cap on handshakes in progress.
     pub tls_failures: u64,
+    /// Bytes of files written with sendfile(2) ([`ConnCtx::send_file`]), also in `bytes_out`.
+    pub file_bytes_out: u64,
 }
 
-const STAT_FIELDS: usize = 13;
+const STAT_FIELDS: usize = 14;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -246,6 +271,7 @@ impl CoreStats {
             self.recv_nobufs,
             self.tls_handshakes,
             self.tls_failures,
+            self.file_bytes_out,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -263,6 +289,7 @@ impl CoreStats {
             recv_nobufs,
             tls_handshakes,
             tls_failures,
+            file_bytes_out,
         ] = a;
         CoreStats {
             accepted,
@@ -278,6 +305,7 @@ impl CoreStats {
             recv_nobufs,
             tls_handshakes,
             tls_failures,
+            file_bytes_out,
         }
     }
 }
@@ -377,6 +405,71 @@ pub(crate) struct Shared {
     pub tls_plain: Vec<u8>,
     /// Outgoing connections started by plugins, for the driver to watch.
     pub new_outgoing: Vec<Key>,
+    /// What the `on_data` call running now asked of its input ([`ConnCtx::reserve_input`],
+    /// [`ConnCtx::take_input`]); reset before each call.
+    pub input_req: InputReq,
+}
+
+/// Requests a plugin makes about its input during one `on_data` call.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct InputReq {
+    /// Unconsumed bytes the plugin needs before it can make progress (0: no hint).
+    pub reserve: usize,
+    /// Bytes after the consumed ones to hand over to [`Plugin::on_owned_data`] (0: none).
+    pub take: usize,
+    /// The input of the call sits in the connection's own buffer ([`ConnCtx::input_is_owned`]).
+    pub owned: bool,
+}
+
+/// A [`ConnCtx::reserve_input`] hint up to this size is acted on at once.
+const RESERVE_AT_ONCE: usize = 64 * 1024;
+/// A larger hint is acted on once the bytes buffered are at least this fraction of it, so
+/// that a header alone does not make the runtime reserve megabytes: room is made at most this
+/// many times ahead of what arrived (until then the buffer grows as it fills).
+const RESERVE_AHEAD: usize = 16;
+
+/// The capacity to keep for `len` unconsumed bytes when the plugin said it needs `hint`:
+/// the hint when it is more, within the limit and not too far ahead, else just `len`.
+fn input_room(hint: usize, len: usize, max_in: usize) -> usize {
+    let near = hint <= RESERVE_AT_ONCE || hint / RESERVE_AHEAD <= len;
+    if hint > len && hint <= max_in && near {
+        hint
+    } else {
+        len
+    }
+}
+
+/// The input [`Core::call_data`] offers: the driver's receive buffer, or the connection's own.
+enum Input<'a> {
+    Borrowed(&'a mut [u8]),
+    Owned(&'a mut Vec<u8>),
+}
+
+impl Input<'_> {
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Input::Borrowed(d) => d,
+            Input::Owned(v) => v,
+        }
+    }
+
+    /// The `n` bytes at `*at` as `Bytes`, `*at` moved past them. An owned buffer changes hands
+    /// when what follows the `n` bytes is shorter than they are: only that tail is copied, into
+    /// the new buffer (and `*at` restarts at 0). Otherwise the `n` bytes are copied.
+    fn take(&mut self, at: &mut usize, n: usize) -> Bytes {
+        let (start, end) = (*at, *at + n);
+        if let Input::Owned(v) = self
+            && v.len().saturating_sub(end) < n
+        {
+            let tail = v.get(end..).unwrap_or_default().to_vec();
+            let mut whole = std::mem::replace(*v, tail);
+            whole.truncate(end);
+            *at = 0;
+            return Bytes::from(whole).slice(start..);
+        }
+        *at = end;
+        Bytes::copy_from_slice(self.bytes().get(start..end).unwrap_or_default())
+    }
 }
 
 impl Shared {
@@ -425,7 +518,7 @@ impl Shared {
             c.out_len += t.drain_into(&mut c.out);
         } else {
             for b in chunks.iter().filter(|b| !b.is_empty()) {
-                c.out.push_back(b.clone());
+                c.out.push_back(OutChunk::Mem(b.clone()));
             }
             c.out_len += total;
         }
@@ -433,6 +526,56 @@ impl Shared {
         let buffered = c.out_len;
         self.mark_dirty(key);
         Ok(buffered)
+    }
+
+    pub(crate) fn queue_file(
+        &mut self,
+        key: Key,
+        file: &Arc<std::fs::File>,
+        off: u64,
+        len: usize,
+    ) -> Result<usize, SendError> {
+        let Some(c) = self.conns.get_mut(key) else {
+            return Err(SendError::Closed);
+        };
+        if c.tls.is_none() {
+            if c.flags & (CLOSING | ABORT | WR_SHUT) != 0 {
+                return Err(SendError::Closed);
+            }
+            if c.out_len + len > c.max_out {
+                return match c.policy {
+                    OverflowPolicy::Refuse => Err(SendError::Backpressure),
+                    OverflowPolicy::Close => {
+                        self.abort(key, CloseReason::Aborted);
+                        Err(SendError::Closed)
+                    }
+                };
+            }
+            if len == 0 {
+                return Ok(c.out_len);
+            }
+            c.out.push_back(OutChunk::File(FileSlice {
+                file: Arc::clone(file),
+                off,
+                len,
+            }));
+            c.out_len += len;
+            c.flags |= WAS_BUSY;
+            let buffered = c.out_len;
+            self.mark_dirty(key);
+            return Ok(buffered);
+        }
+        // TLS encrypts in user space: the range is read and queued as bytes.
+        if c.out_len + len > c.max_out && c.policy == OverflowPolicy::Refuse {
+            return Err(SendError::Backpressure);
+        }
+        match read_range(file, off, len) {
+            Ok(v) => self.queue(key, &[Bytes::from(v)]),
+            Err(e) => {
+                self.abort(key, CloseReason::Error(e.kind()));
+                Err(SendError::Closed)
+            }
+        }
     }
 
     pub(crate) fn close(&mut self, key: Key) {
@@ -806,6 +949,23 @@ impl ConnCtx<'_> {
         let key = self.key;
         self.core.sh.queue(key, chunks)
     }
+    /// Queue `len` bytes of `file` from `offset`, in order with everything else queued. On a
+    /// plain connection the bytes go from the page cache to the socket with sendfile(2) on both
+    /// drivers (no copy through user space; a file system without sendfile falls back to reads);
+    /// on TLS they are read and encrypted at this call. The file must hold the range until it
+    /// is written: a file that shrank aborts the connection. Counts against the out-queue limit
+    /// like bytes do, so queue large files in pieces as [`Plugin::on_drained`] fires.
+    ///
+    /// [`Plugin::on_drained`]: crate::Plugin::on_drained
+    pub fn send_file(
+        &mut self,
+        file: &Arc<std::fs::File>,
+        offset: u64,
+        len: usize,
+    ) -> Result<usize, SendError> {
+        let key = self.key;
+        self.core.sh.queue_file(key, file, offset, len)
+    }
     /// The TLS session (ALPN, SNI, client certificate...), on a TLS listener's connection.
     pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
         self.conn()
@@ -830,6 +990,34 @@ impl ConnCtx<'_> {
     /// Bytes received and not yet consumed.
     pub fn unconsumed(&self) -> usize {
         self.conn().map_or(0, |c| c.inbuf.len())
+    }
+    /// From [`Plugin::on_data`]: the plugin cannot make progress before it has `n` unconsumed
+    /// bytes (counting those it leaves now), say because a frame header announced that length.
+    /// The runtime then makes room for all of them at once instead of growing the buffer as
+    /// they arrive: right away for up to 64 KiB, else once a sixteenth of them is there (a
+    /// header alone reserves no megabytes). A hint past [`RuntimeConfig::max_in_buffer`] is
+    /// ignored: nothing is reserved, and the connection is aborted
+    /// ([`CloseReason::InputOverflow`]) once its unconsumed input actually passes the limit.
+    /// Elsewhere than in `on_data` it does nothing.
+    pub fn reserve_input(&mut self, n: usize) {
+        self.core.sh.input_req.reserve = n;
+    }
+    /// In [`Plugin::on_data`]: whether `data` sits in the connection's own input buffer (it
+    /// arrived over several reads), which [`ConnCtx::take_input`] hands over without a copy;
+    /// false when it is the driver's receive buffer, from which taking bytes copies them.
+    pub fn input_is_owned(&self) -> bool {
+        self.core.sh.input_req.owned
+    }
+    /// From [`Plugin::on_data`]: take the `n` bytes that follow the ones this call returns as
+    /// consumed, as owned, refcounted bytes. Right after `on_data` returns, the runtime hands
+    /// them, as the call left them (unmasked in place, say), to [`Plugin::on_owned_data`] and
+    /// counts them as consumed; then it offers the rest of the input to `on_data` again. When
+    /// they sit in the connection's own input buffer (they arrived over several reads), that
+    /// buffer changes hands without a copy; otherwise they are copied once. `n` past the input
+    /// is cut to it. A plugin that wraps others must forward `on_owned_data` to the one that
+    /// took the input. Elsewhere than in `on_data` it does nothing.
+    pub fn take_input(&mut self, n: usize) {
+        self.core.sh.input_req.take = n;
     }
     /// Close gracefully: send what is queued, then FIN, then wait for the peer's FIN
     /// (up to the linger time). Input arriving meanwhile is discarded.
@@ -1236,7 +1424,7 @@ impl<P: Plugin> Core<P> {
         }
         if c.inbuf.is_empty() {
             // Fast path: the plugin reads straight from the driver's buffer.
-            let consumed = self.call_data(key, data);
+            let consumed = self.call_data(key, Input::Borrowed(data));
             let rest = data.get(consumed..).unwrap_or_default();
             if !rest.is_empty() {
                 self.keep_rest(key, rest, max_in);
@@ -1247,37 +1435,59 @@ impl<P: Plugin> Core<P> {
                 return;
             }
             c.inbuf.extend_from_slice(data);
-            let mut buf = std::mem::take(&mut c.inbuf);
-            let consumed = self.call_data(key, &mut buf);
-            buf.drain(..consumed.min(buf.len()));
-            if let Some(c) = self.sh.conns.get_mut(key)
-                && c.flags & (CLOSING | ABORT) == 0
-                && !buf.is_empty()
-            {
-                c.inbuf = buf;
-            }
+            let buf = std::mem::take(&mut c.inbuf);
+            self.offer_buffered(key, buf);
         }
     }
 
     fn keep_rest(&mut self, key: Key, rest: &[u8], max_in: usize) {
+        let hint = self.sh.input_req.reserve;
         if let Some(c) = self.sh.conns.get_mut(key)
             && c.flags & (CLOSING | ABORT) == 0
         {
             if rest.len() > max_in {
                 self.sh.abort(key, CloseReason::InputOverflow);
             } else {
+                c.inbuf.reserve_exact(input_room(hint, rest.len(), max_in));
                 c.inbuf.extend_from_slice(rest);
             }
         }
     }
 
-    /// Call on_data until it consumes everything or stops making progress.
-    fn call_data(&mut self, key: Key, data: &mut [u8]) -> usize {
+    /// Offer the connection's buffered input (taken out of `Conn::inbuf`) to the plugin, and
+    /// keep what it leaves, with room for what it said it needs.
+    fn offer_buffered(&mut self, key: Key, mut buf: Vec<u8>) {
+        let consumed = self.call_data(key, Input::Owned(&mut buf));
+        buf.drain(..consumed.min(buf.len()));
+        let (hint, max_in) = (self.sh.input_req.reserve, self.sh.cfg.max_in_buffer);
+        if let Some(c) = self.sh.conns.get_mut(key)
+            && c.flags & (CLOSING | ABORT) == 0
+            && !buf.is_empty()
+        {
+            // Input that arrived meanwhile (none: callbacks do not nest) would go after it.
+            buf.extend_from_slice(&c.inbuf);
+            let room = input_room(hint, buf.len(), max_in);
+            buf.reserve_exact(room - buf.len());
+            c.inbuf = buf;
+        }
+    }
+
+    /// Call on_data until it consumes everything or stops making progress, handing over what
+    /// it takes ([`ConnCtx::take_input`]). Returns how many bytes at the front of the input
+    /// were consumed (of an owned buffer as it is on return: a hand-over may replace it).
+    #[inline(always)]
+    fn call_data(&mut self, key: Key, mut input: Input<'_>) -> usize {
+        let owned = matches!(input, Input::Owned(_));
+        self.sh.input_req = InputReq {
+            owned,
+            ..InputReq::default()
+        };
         let mut done = 0;
-        while done < data.len() {
-            let Some(rest) = data.get_mut(done..) else {
-                break;
-            };
+        while let Some(rest) = input.bytes().get_mut(done..).filter(|r| !r.is_empty()) {
+            let len = rest.len();
+            // Each call makes its own requests.
+            self.sh.input_req.reserve = 0;
+            self.sh.input_req.take = 0;
             let n = self.with_conn(key, |p, st, cx| {
                 if cx.is_closing() {
                     0
@@ -1285,12 +1495,30 @@ impl<P: Plugin> Core<P> {
                     p.on_data(st, cx, rest)
                 }
             });
-            match n {
-                Some(n) if n > 0 => done += n.min(rest.len()),
-                _ => break,
+            let Some(n) = n.map(|n| n.min(len)) else {
+                break;
+            };
+            done += n;
+            let take = self.sh.input_req.take.min(len - n);
+            if take > 0 {
+                self.hand_over(key, &mut input, &mut done, take);
+            } else if n == 0 {
+                break;
             }
         }
         done
+    }
+
+    /// Hand the `n` input bytes at `*done` that `on_data` took to the plugin, counted as
+    /// consumed.
+    #[inline(never)]
+    fn hand_over(&mut self, key: Key, input: &mut Input<'_>, done: &mut usize, n: usize) {
+        let taken = input.take(done, n);
+        self.with_conn(key, |p, st, cx| {
+            if !cx.is_closing() {
+                p.on_owned_data(st, cx, taken);
+            }
+        });
     }
 
     /// Offer buffered input again after the plugin resumed reading (drivers call this when
@@ -1303,17 +1531,8 @@ impl<P: Plugin> Core<P> {
         if c.inbuf.is_empty() || c.flags & (CLOSING | ABORT) != 0 {
             return;
         }
-        let mut buf = std::mem::take(&mut c.inbuf);
-        let consumed = self.call_data(key, &mut buf);
-        buf.drain(..consumed.min(buf.len()));
-        if let Some(c) = self.sh.conns.get_mut(key)
-            && c.flags & (CLOSING | ABORT) == 0
-            && !buf.is_empty()
-        {
-            // Input that arrived meanwhile (none: reading was paused) would go after it.
-            buf.extend_from_slice(&c.inbuf);
-            c.inbuf = buf;
-        }
+        let buf = std::mem::take(&mut c.inbuf);
+        self.offer_buffered(key, buf);
     }
 
     /// The peer sent FIN (read returned 0).
@@ -1584,6 +1803,14 @@ impl<P: Plugin> Core<P> {
 }
 
 /// Convert a `sockaddr_storage` the kernel filled into a `SocketAddr`.
+/// Read exactly `len` bytes of `file` at `off` (positional: the file offset is not moved).
+pub(crate) fn read_range(file: &std::fs::File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut v = vec![0u8; len];
+    file.read_exact_at(&mut v, off)?;
+    Ok(v)
+}
+
 pub(crate) fn sockaddr_to_std(
     ss: &libc::sockaddr_storage,
     len: libc::socklen_t,

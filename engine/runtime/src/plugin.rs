@@ -125,6 +125,12 @@ pub trait Plugin: 'static {
     /// next, in the next call. `data` may be modified in place (unmasking, decryption).
     fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize;
 
+    /// The bytes this connection's `on_data` took with [`ConnCtx::take_input`], handed over as
+    /// soon as that call returned: as it left them (unmasked in place, say), already counted as
+    /// consumed. The default drops them; a plugin that takes input implements this, and one
+    /// that wraps other plugins forwards it.
+    fn on_owned_data(&mut self, _conn: &mut Self::Conn, _cx: &mut ConnCtx<'_>, _data: Bytes) {}
+
     /// The peer shut down its sending side (FIN). The default closes gracefully once what is
     /// queued has been sent.
     fn on_read_closed(&mut self, _conn: &mut Self::Conn, cx: &mut ConnCtx<'_>) {

@@ -180,6 +180,7 @@ impl ServerBuilder {
                         tls_handshaking: 0,
                         tls_plain: Vec::new(),
                         new_outgoing: Vec::new(),
+                        input_req: Default::default(),
                     };
                     let plugin = factory.create(core);
                     let mut c = Core::new(plugin, sh, inbox);

@@ -573,7 +573,7 @@ impl TlsConn {
 
     /// Move the records rustls has ready (handshake, alerts, data) into `out` as one chunk.
     /// Returns the bytes added.
-    pub(crate) fn drain_into(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+    pub(crate) fn drain_into(&mut self, out: &mut VecDeque<crate::core::OutChunk>) -> usize {
         if !self.conn.wants_write() {
             return 0;
         }
@@ -586,7 +586,7 @@ impl TlsConn {
         }
         let len = v.len();
         if len > 0 {
-            out.push_back(Bytes::from(v));
+            out.push_back(crate::core::OutChunk::Mem(Bytes::from(v)));
         }
         len
     }

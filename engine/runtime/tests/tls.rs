@@ -36,6 +36,7 @@ both_drivers!(
     handshake_cap_refuses_past_it,
     reload_keeps_open_connections,
     close_sends_close_notify,
+    send_file_over_tls_is_read_and_encrypted,
 );
 
 /// A CA and what it signs, as PEM.
@@ -501,6 +502,47 @@ fn close_sends_close_notify(d: DriverChoice) {
     // A clean TLS close: read_to_end ends with Ok, not UnexpectedEof.
     s.read_to_end(&mut got).expect("close_notify before FIN");
     assert_eq!(got, b"bye!");
+    srv.stop();
+}
+
+/// Sends a file range between two markers on open, then closes.
+struct FileOnOpen(Arc<std::fs::File>);
+impl Plugin for FileOnOpen {
+    type Conn = ();
+    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<()> {
+        cx.send(&b"<"[..]).unwrap();
+        cx.send_file(&self.0, 10, 300_000).unwrap();
+        cx.send(&b">"[..]).unwrap();
+        cx.close();
+        Some(())
+    }
+    fn on_data(&mut self, _: &mut (), _: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        data.len()
+    }
+}
+
+fn send_file_over_tls_is_read_and_encrypted(d: DriverChoice) {
+    let pki = Pki::new("sendfile");
+    let data = pattern(400_000);
+    let path = pki.dir.join("body.bin");
+    std::fs::write(&path, &data).unwrap();
+    let file = Arc::new(std::fs::File::open(&path).unwrap());
+    let acc = TlsAcceptor::new(opts(vec![pki.leaf("leaf", &["localhost"], false)])).unwrap();
+    let mut b = ServerBuilder::new(cfg(d));
+    b.tcp_tls("127.0.0.1:0".parse().unwrap(), acc);
+    let srv = b
+        .start(move |_| FileOnOpen(file.clone()))
+        .expect("server starts");
+    let mut s = tls(srv.local_addrs()[0], pki.client(&[]), "localhost");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("clean close");
+    let mut want = b"<".to_vec();
+    want.extend_from_slice(&data[10..300_010]);
+    want.push(b'>');
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "bytes differ");
+    // TLS cannot use sendfile: the range was read and encrypted in user space.
+    assert_eq!(stats(&srv)[0].file_bytes_out, 0);
     srv.stop();
 }
 

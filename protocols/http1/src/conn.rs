@@ -752,6 +752,52 @@ impl ServerConn {
         body_chunk(&mut self.resp, data, out)
     }
 
+    /// True when the current response's body is chunk-framed (so its bytes must go through
+    /// [`Self::write_body_chunk`]).
+    #[must_use]
+    pub fn body_is_chunked(&self) -> bool {
+        matches!(
+            self.resp,
+            Resp::Started {
+                framing: Framing::Chunked,
+                ..
+            }
+        )
+    }
+
+    /// Accounts for `n` body bytes of the current response that the caller sends itself,
+    /// outside `out` (a file range sent with sendfile). Only bodies sent as they are qualify:
+    /// a Content-Length body (counted down; more than it promised is
+    /// [`HttpError::ResponseBodyLength`]) or a close-delimited one. Returns false when the body
+    /// is dropped (HEAD, 204, 304): the caller must not send the bytes. A chunked body is
+    /// [`HttpError::ResponseState`].
+    pub fn write_body_external(&mut self, n: u64) -> Result<bool, HttpError> {
+        let Resp::Started {
+            framing,
+            close,
+            switch,
+        } = self.resp
+        else {
+            return Err(HttpError::ResponseState);
+        };
+        match framing {
+            Framing::Length(remaining) => {
+                if n > remaining {
+                    return Err(HttpError::ResponseBodyLength);
+                }
+                self.resp = Resp::Started {
+                    framing: Framing::Length(remaining - n),
+                    close,
+                    switch,
+                };
+                Ok(true)
+            }
+            Framing::CloseDelimited => Ok(true),
+            Framing::NoBody => Ok(false),
+            Framing::Chunked => Err(HttpError::ResponseState),
+        }
+    }
+
     /// Ends the current response (the last chunk for chunked bodies) and moves
     /// to the next request. If that one was promised a 100 Continue, it is
     /// written now, after this response, to keep responses in order.

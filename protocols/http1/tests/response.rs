@@ -593,3 +593,62 @@ fn connection_debug_prints_sizes_not_bytes() {
     let d = format!("{c:?}");
     assert!(!d.contains("secret") && d.contains("scratch_len"), "{d}");
 }
+
+#[test]
+fn external_body_bytes_are_counted_against_content_length() {
+    // A file range sent by the caller (sendfile) counts down the Content-Length.
+    let mut c = ServerConn::default();
+    feed(&mut c, GET);
+    let mut out = Vec::new();
+    c.write_response_head(StatusCode::OK, &[], BodyLen::Known(10), now(), &mut out)
+        .unwrap();
+    assert!(!c.body_is_chunked());
+    assert_eq!(c.write_body_external(4), Ok(true));
+    assert_eq!(
+        c.write_body_external(7),
+        Err(HttpError::ResponseBodyLength),
+        "one byte more than promised"
+    );
+    assert_eq!(c.write_body_external(6), Ok(true));
+    c.finish_response(&mut out).unwrap();
+    assert!(!c.should_close());
+    assert!(
+        text(&out).ends_with("Content-Length: 10\r\n\r\n"),
+        "{}",
+        text(&out)
+    );
+
+    // Short: finishing after fewer bytes than promised is an error and closes.
+    feed(&mut c, GET);
+    let mut out = Vec::new();
+    c.write_response_head(StatusCode::OK, &[], BodyLen::Known(10), now(), &mut out)
+        .unwrap();
+    assert_eq!(c.write_body_external(9), Ok(true));
+    assert_eq!(
+        c.finish_response(&mut out),
+        Err(HttpError::ResponseBodyLength)
+    );
+    assert!(c.should_close());
+}
+
+#[test]
+fn external_body_bytes_dropped_for_head_refused_for_chunked() {
+    let mut c = ServerConn::default();
+    feed(&mut c, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut out = Vec::new();
+    c.write_response_head(StatusCode::OK, &[], BodyLen::Known(10), now(), &mut out)
+        .unwrap();
+    assert_eq!(c.write_body_external(10), Ok(false), "HEAD: not sent");
+    c.finish_response(&mut out).unwrap();
+
+    feed(&mut c, GET);
+    let mut out = Vec::new();
+    c.write_response_head(StatusCode::OK, &[], BodyLen::Chunked, now(), &mut out)
+        .unwrap();
+    assert!(c.body_is_chunked());
+    assert_eq!(
+        c.write_body_external(3),
+        Err(HttpError::ResponseState),
+        "chunks need framing"
+    );
+}

@@ -984,6 +984,40 @@ impl WebSocket {
         .encode())
     }
 
+    /// For vectored sends of a payload the caller cannot modify (shared, refcounted bytes):
+    /// the header of a single-frame, uncompressed message of `len` bytes. Only unmasked frames
+    /// can go out this way: on a client's connection it returns `Ok(None)`, and the caller
+    /// uses [`send_header`](Self::send_header) or [`send_message`](Self::send_message)
+    /// instead. Send the header then the payload. (Queued control frames from
+    /// [`poll_transmit`](Self::poll_transmit) may go before or after, never between.)
+    pub fn send_header_unmasked(
+        &mut self,
+        kind: MessageKind,
+        len: usize,
+    ) -> Result<Option<HeaderBytes>, WsError> {
+        self.check_can_send()?;
+        if self.tx_fragment.is_some() {
+            return Err(WsError::MessageInProgress);
+        }
+        // RFC 6455 §5.3: "The masking key [...] MUST be present and set to 1 for all frames
+        // sent from the client to the server."
+        if self.masks.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            FrameHeader {
+                fin: true,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode: kind.opcode(),
+                mask: None,
+                payload_len: len as u64,
+            }
+            .encode(),
+        ))
+    }
+
     /// Appends a Ping (payload at most 125 bytes) to `out`.
     pub fn ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), WsError> {
         self.send_control(OpCode::Ping, payload, out)

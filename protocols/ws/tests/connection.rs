@@ -575,6 +575,41 @@ fn send_header_for_vectored_writes() {
 }
 
 #[test]
+fn send_header_unmasked_for_shared_payloads() {
+    let mut srv = server();
+    let payload = vec![9u8; 70_000];
+    let header = srv
+        .send_header_unmasked(MessageKind::Text, payload.len())
+        .unwrap()
+        .expect("a server's frames are unmasked");
+    // FIN + text, 127 = 64-bit length, 70000 big-endian.
+    assert_eq!(&header[..], [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    let mut client = WebSocket::client(Config::default(), None, [7; 16]);
+    let (events, _, err) = feed_all(&mut client, &[&header[..], &payload].concat());
+    assert_eq!(err, None);
+    assert_eq!(events, [Owned::Message(MessageKind::Text, payload)]);
+    // A client must mask: no unmasked header for it.
+    assert_eq!(
+        client.send_header_unmasked(MessageKind::Binary, 3),
+        Ok(None)
+    );
+    // Not inside a fragmented message, not after Close.
+    let mut out = Vec::new();
+    srv.send_fragment(MessageKind::Binary, b"a", false, &mut out)
+        .unwrap();
+    assert_eq!(
+        srv.send_header_unmasked(MessageKind::Binary, 1),
+        Err(WsError::MessageInProgress)
+    );
+    srv.close(Instant::now(), CloseCode::NORMAL, "", &mut out)
+        .unwrap();
+    assert_eq!(
+        srv.send_header_unmasked(MessageKind::Binary, 1),
+        Err(WsError::Closed)
+    );
+}
+
+#[test]
 fn recycle_reuses_the_reassembly_buffer() {
     let mut ws = server();
     let mut input = client_frame(0x02, &[1; 100], KEY);

@@ -13,9 +13,9 @@
 //! [`ringwire_http1::ResponseWriter`], so pipelined requests keep their order.
 //!
 //! Backpressure: a side stops reading when the other side's out-queue holds more than
-//! [`FORWARD_HIGH_WATER`] bytes. The runtime has no way to resume another connection's
-//! reading from this one's callbacks, so a paused side polls every [`POLL`] until the queue
-//! is under half the mark.
+//! [`FORWARD_HIGH_WATER`] bytes, and is resumed by the other side's drain
+//! ([`CoreCtx::resume_reading_of`] from its `on_drained`). A slow backstop timer ([`POLL`])
+//! re-checks a paused side, so a missed drain cannot leave it paused for good.
 //!
 //! Failures: connect refused or failed → 502, connect timeout or no upstream byte for
 //! [`HttpConfig::forward_timeout`](super::HttpConfig::forward_timeout) → 504, a malformed
@@ -45,8 +45,9 @@ use super::{HttpServer, Request};
 pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A side stops reading while the other side has more than this queued (1 MiB).
 pub const FORWARD_HIGH_WATER: usize = 0x10_0000;
-/// How often a paused side checks whether it may read again.
-pub const POLL: Duration = Duration::from_millis(1);
+/// How often a paused side re-checks whether it may read again, besides being resumed by the
+/// other side's drain.
+pub const POLL: Duration = Duration::from_millis(50);
 
 pub(crate) const T_FWD_POLL: u64 = 0x4854_0010;
 pub(crate) const T_FWD_TIMEOUT: u64 = 0x4854_0011;
@@ -299,6 +300,10 @@ pub(crate) struct Proxy {
     error: Option<u16>,
     writer: Option<ResponseWriter>,
     last_rx: Instant,
+    /// The client's reading is paused until this upstream's queue drains.
+    client_paused: bool,
+    /// This upstream's reading is paused until the client's queue drains.
+    up_paused: bool,
 }
 
 /// What a step of a forwarded response did.
@@ -501,6 +506,8 @@ impl HttpServer {
                 error: None,
                 writer: None,
                 last_rx: cx.now(),
+                client_paused: false,
+                up_paused: false,
             },
         );
         Some(id)
@@ -535,7 +542,8 @@ impl HttpServer {
             p.req_pending.extend_from_slice(&v);
             p.req_pending.len()
         };
-        if queued > FORWARD_HIGH_WATER && !st.paused {
+        if queued > FORWARD_HIGH_WATER && !p.client_paused {
+            p.client_paused = true;
             st.paused = true;
             cx.pause_reading();
             cx.set_timer(POLL, T_FWD_POLL);
@@ -566,6 +574,13 @@ impl HttpServer {
         if !st.paused {
             return;
         }
+        if let Some(p) = up.and_then(|u| self.fwd.map.get(&u))
+            && !p.client_paused
+        {
+            // The upstream's drain resumed reading already.
+            st.paused = false;
+            return;
+        }
         let queued = match up.and_then(|u| self.fwd.map.get(&u).map(|p| (u, p))) {
             Some((u, p)) if p.error.is_none() => {
                 if p.up_open {
@@ -578,6 +593,9 @@ impl HttpServer {
         };
         if queued <= FORWARD_HIGH_WATER / 2 {
             st.paused = false;
+            if let Some(p) = up.and_then(|u| self.fwd.map.get_mut(&u)) {
+                p.client_paused = false;
+            }
             cx.resume_reading();
         } else {
             cx.set_timer(POLL, T_FWD_POLL);
@@ -652,11 +670,40 @@ impl HttpServer {
             cx.close();
         }
         self.up_flush(cx, id, out);
-        if !cx.is_closing() && self.up_blocked(cx, id) {
+        if !cx.is_closing()
+            && self.up_blocked(cx, id)
+            && let Some(p) = self.fwd.map.get_mut(&id)
+            && !p.up_paused
+        {
+            p.up_paused = true;
             cx.pause_reading();
             cx.set_timer(POLL, T_FWD_POLL);
         }
         data.len()
+    }
+
+    /// An upstream's out-queue drained (it took the client's body): resume the client.
+    pub(crate) fn forward_up_drained(&mut self, cx: &mut ConnCtx<'_>) {
+        let id = cx.id();
+        if let Some(p) = self.fwd.map.get_mut(&id)
+            && p.client_paused
+        {
+            p.client_paused = false;
+            cx.resume_reading_of(p.client);
+        }
+    }
+
+    /// The client's out-queue drained (after its pump wrote what was ready): resume its
+    /// paused upstreams that are no longer blocked.
+    pub(crate) fn forward_client_drained(&mut self, cx: &mut ConnCtx<'_>, ups: &[ConnId]) {
+        for &up in ups {
+            if self.fwd.map.get(&up).is_some_and(|p| p.up_paused) && !self.up_blocked(cx, up) {
+                if let Some(p) = self.fwd.map.get_mut(&up) {
+                    p.up_paused = false;
+                }
+                cx.resume_reading_of(up);
+            }
+        }
     }
 
     fn up_blocked(&self, cx: &ConnCtx<'_>, id: ConnId) -> bool {
@@ -702,11 +749,17 @@ impl HttpServer {
         let id = cx.id();
         match token {
             T_FWD_POLL => {
+                if !self.fwd.map.get(&id).is_some_and(|p| p.up_paused) {
+                    return; // the client's drain resumed it already
+                }
                 let out = std::mem::take(&mut self.out);
                 self.up_flush(cx, id, out);
                 if self.up_blocked(cx, id) {
                     cx.set_timer(POLL, T_FWD_POLL);
                 } else {
+                    if let Some(p) = self.fwd.map.get_mut(&id) {
+                        p.up_paused = false;
+                    }
                     cx.resume_reading();
                 }
             }
@@ -753,6 +806,10 @@ impl HttpServer {
     /// The upstream connection closed (after FIN, abort or error).
     pub(crate) fn forward_up_closed(&mut self, cx: &mut CoreCtx<'_>, id: ConnId) {
         if let Some(p) = self.fwd.map.get_mut(&id) {
+            if p.client_paused {
+                p.client_paused = false;
+                cx.resume_reading_of(p.client);
+            }
             if !p.done && p.error.is_none() {
                 p.error = Some(502);
             }

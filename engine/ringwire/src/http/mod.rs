@@ -14,7 +14,8 @@
 //!    `OPTIONS` (204 with `Allow`);
 //! 4. the routes, in the order they were added: exact paths, or prefixes
 //!    ([`HttpApp::prefix`]); a path that matches with another method gets 405 and `Allow`;
-//! 5. static files from [`HttpConfig::www`] for `GET`/`HEAD` ([`files`]), else 404.
+//! 5. static files from [`HttpConfig::www`] for `GET`/`HEAD` ([`files`], answers cached per
+//!    core by [`files::FileCache`]), else 404.
 //!
 //! Handlers get the whole body ([`HttpApp::route`], bounded by the codec's `max_body`) or a
 //! stream of body pieces as they arrive ([`HttpApp::streaming`]); a panicking handler gets its
@@ -109,13 +110,18 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Serve static files from this directory (`--www`).
     pub www: Option<PathBuf>,
+    /// Each core's cache of static-file answers ([`files::FileCache`], `--www-cache-*`).
+    pub www_cache: files::CacheConfig,
     /// CORS (`--cors-origin`).
     pub cors: Option<Cors>,
     /// Close a connection that sent nothing for this long (408 if a request was half sent).
     pub keep_alive_timeout: Duration,
     /// A request head must be complete this long after its first byte arrived (408 past it).
     pub head_timeout: Duration,
-    /// Bytes read from a file per read.
+    /// Send file bodies with sendfile(2) on plain connections (`--no-sendfile` turns it off:
+    /// bodies are then read in `file_chunk` pieces, as on TLS).
+    pub sendfile: bool,
+    /// Bytes read from a file per read (TLS, or `sendfile` off).
     pub file_chunk: usize,
     /// Read-ahead bound of file and stream bodies (bytes queued for the socket).
     pub high_water: usize,
@@ -141,9 +147,11 @@ impl Default for HttpConfig {
         HttpConfig {
             limits: Limits::default(),
             www: None,
+            www_cache: files::CacheConfig::default(),
             cors: None,
             keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            sendfile: true,
             file_chunk: DEFAULT_FILE_CHUNK,
             high_water: DEFAULT_HIGH_WATER,
             auth: None,
@@ -652,6 +660,8 @@ pub struct HttpServer {
     app: Arc<HttpApp>,
     out: Vec<u8>,
     fbuf: Vec<u8>,
+    /// Static-file answers of this core.
+    files: files::FileCache,
     /// SSE subscribers and replay buffers of this core.
     sse_hub: sse::Hub,
     conns: HashSet<ConnId>,
@@ -670,11 +680,13 @@ impl HttpServer {
     /// The plugin for one core.
     pub fn new(app: Arc<HttpApp>) -> Self {
         let log = app.cfg.log.as_ref().and_then(log::ConnLog::open);
+        let files = files::FileCache::new(app.cfg.www_cache.clone());
         HttpServer {
             app,
             log,
             out: Vec::new(),
             fbuf: Vec::new(),
+            files,
             sse_hub: sse::Hub::default(),
             conns: HashSet::new(),
             fwd: forward::Table::default(),
@@ -741,7 +753,7 @@ impl HttpServer {
         }
     }
 
-    fn route(&self, req: &Request) -> Action {
+    fn route(&mut self, req: &Request, now: Instant) -> Action {
         let app = &self.app;
         if let Some(a) = &app.auth
             && let Some(r) = catch_unwind(AssertUnwindSafe(|| a.check_http(req)))
@@ -814,7 +826,7 @@ impl HttpServer {
         if let Some(root) = &app.www
             && (m == "GET" || m == "HEAD")
         {
-            return Action::Respond(files::static_response(root, req));
+            return Action::Respond(self.files.response(root, req, now));
         }
         if path_matched || app.cfg.www.is_some() {
             return Action::Respond(
@@ -918,6 +930,32 @@ impl HttpServer {
                 Body::Bytes(b) => {
                     let _ = st.codec.write_body_chunk(b, &mut self.out);
                     true
+                }
+                Body::File(f)
+                    if self.app.cfg.sendfile && !cx.is_tls() && !st.codec.body_is_chunked() =>
+                {
+                    // Ranges of the file go into the out-queue after the head (flushed first,
+                    // to keep the order); the runtime writes them with sendfile(2).
+                    loop {
+                        if f.remaining() == 0 {
+                            break true;
+                        }
+                        if self.out.len() + cx.buffered() >= high {
+                            break false;
+                        }
+                        let (file, off, n) = f.take_range(high);
+                        match st.codec.write_body_external(n as u64) {
+                            Ok(true) => {
+                                self.flush(cx);
+                                if cx.send_file(&file, off, n).is_err() {
+                                    cx.abort();
+                                    return;
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(_) => break true,
+                        }
+                    }
                 }
                 Body::File(f) => loop {
                     if self.out.len() + cx.buffered() >= high {
@@ -1058,7 +1096,7 @@ impl HttpServer {
                             l.request(cx, st.peer, st.id, m, head.path, head.query, http10);
                         }
                         let body = head.body;
-                        self.on_request(&mut st.reading, st.peer, &head);
+                        self.on_request(&mut st.reading, st.peer, &head, cx.now());
                         if let Some(r) = st.reading.as_mut()
                             && let Action::Forward(rule) = r.action
                         {
@@ -1125,10 +1163,11 @@ impl HttpServer {
     }
 
     fn on_request(
-        &self,
+        &mut self,
         slot: &mut Option<Reading>,
         peer: SocketAddr,
         head: &ringwire_http1::RequestHead<'_>,
+        now: Instant,
     ) {
         let mut req = Request {
             method: head.method.as_str().to_owned(),
@@ -1158,7 +1197,7 @@ impl HttpServer {
                 "a WebSocket upgrade must be the first request on its connection\n",
             )),
             Some(Upgrade::Connect) => Action::Respond(Response::error(405)),
-            _ => self.route(&req),
+            _ => self.route(&req, now),
         };
         *slot = Some(Reading { req, action });
     }
@@ -1224,7 +1263,7 @@ impl Plugin for HttpServer {
 
     fn on_drained(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
         if st.upstream {
-            return;
+            return self.forward_up_drained(cx);
         }
         if !st.queue.is_empty() {
             let before = st.queue.len();
@@ -1234,6 +1273,11 @@ impl Plugin for HttpServer {
                 // again now that responses finished.
                 cx.resume_reading();
             }
+        }
+        if !st.fwd.ups.is_empty() {
+            let ups = std::mem::take(&mut st.fwd.ups);
+            self.forward_client_drained(cx, &ups);
+            st.fwd.ups = ups;
         }
     }
 

@@ -12,10 +12,11 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::FileStep;
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, CONNECTING, Core, DIRTY, Next, RDHUP, READ_READY, WRITE_BLOCKED, sockaddr_to_std,
-    socket_addrs, std_to_sockaddr,
+    ABORT, CONNECTING, Core, DIRTY, Next, OutChunk, RDHUP, READ_READY, WRITE_BLOCKED,
+    sockaddr_to_std, socket_addrs, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::Key;
@@ -264,6 +265,24 @@ impl Epoll {
             let Some(c) = core.sh.conns.get_mut(key) else {
                 return;
             };
+            if matches!(c.out.front(), Some(OutChunk::File(_))) {
+                match super::sendfile_front(c, allow) {
+                    // A short count is not proof of a full socket here (the file may have
+                    // ended): go again, EAGAIN tells.
+                    FileStep::Sent(n) => {
+                        if n > 0 {
+                            core.sh.stats.file_bytes_out += n as u64;
+                            core.sent(key, n);
+                        }
+                    }
+                    FileStep::Blocked => c.flags |= WRITE_BLOCKED,
+                    FileStep::Failed(e) => {
+                        core.error(key, e);
+                        return;
+                    }
+                }
+                continue;
+            }
             let mut iov = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -274,6 +293,8 @@ impl Epoll {
                 if n == MAX_IOV || total >= allow {
                     break;
                 }
+                // A file range is written on its own, after the bytes before it.
+                let OutChunk::Mem(b) = b else { break };
                 let s = if i == 0 { &b[c.out_off..] } else { &b[..] };
                 let len = s.len().min(allow - total);
                 iov[n] = libc::iovec {

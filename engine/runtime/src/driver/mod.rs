@@ -3,6 +3,8 @@
 pub(crate) mod epoll;
 pub(crate) mod uring;
 
+use std::sync::Arc;
+
 use crate::config::{DriverChoice, DriverKind};
 
 pub(crate) use uring::SendOp;
@@ -129,4 +131,64 @@ pub(crate) fn connect_result(fd: std::os::fd::RawFd) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What one sendfile(2) of the out-queue's front file range did.
+pub(crate) enum FileStep {
+    /// Bytes written (0: the front chunk was turned into bytes, go again).
+    Sent(usize),
+    /// The socket is full: wait for writability.
+    Blocked,
+    /// The write failed (or the file shrank under the range).
+    Failed(std::io::Error),
+}
+
+/// The largest count one sendfile(2) call takes (the kernel's own cap, MAX_RW_COUNT).
+const SENDFILE_MAX: usize = 0x7fff_f000;
+
+/// Write the file range at the front of `c`'s out-queue with sendfile(2), at most `allow` bytes.
+/// Both drivers call this when the front is a file; the socket is non-blocking. A file system
+/// without sendfile support gets the range read into memory and queued as bytes instead.
+pub(crate) fn sendfile_front(c: &mut crate::core::Conn, allow: usize) -> FileStep {
+    use crate::core::OutChunk;
+    use std::os::fd::AsRawFd;
+    let Some(OutChunk::File(f)) = c.out.front() else {
+        return FileStep::Sent(0);
+    };
+    let done = c.out_off;
+    let want = (f.len - done).min(allow).min(SENDFILE_MAX);
+    let Ok(mut off) = libc::off_t::try_from(f.off + done as u64) else {
+        return FileStep::Failed(std::io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: both fds are open for the call (the socket is closed only in `finish`, the file is
+    // held by the queue entry); `off` is a live off_t the kernel updates.
+    let r = unsafe { libc::sendfile(c.fd, f.file.as_raw_fd(), &mut off, want) };
+    if r > 0 {
+        return FileStep::Sent(r as usize);
+    }
+    if r == 0 {
+        // The file ended before the range did: the promised length cannot be kept.
+        return FileStep::Failed(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => FileStep::Blocked,
+        Some(libc::EINTR) => FileStep::Sent(0),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+            // No sendfile from this file: read the rest of the range and queue it as bytes.
+            let file = Arc::clone(&f.file);
+            let (foff, flen) = (f.off + done as u64, f.len - done);
+            match crate::core::read_range(&file, foff, flen) {
+                Ok(v) => {
+                    if let Some(front) = c.out.front_mut() {
+                        *front = OutChunk::Mem(bytes::Bytes::from(v));
+                    }
+                    c.out_off = 0;
+                    FileStep::Sent(0)
+                }
+                Err(e) => FileStep::Failed(e),
+            }
+        }
+        _ => FileStep::Failed(e),
+    }
 }

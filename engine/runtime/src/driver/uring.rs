@@ -21,8 +21,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, CANCELING, Core, Next, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sockaddr_to_std,
-    socket_addrs, std_to_sockaddr,
+    ABORT, CANCELING, Core, Next, OutChunk, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT,
+    sockaddr_to_std, socket_addrs, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::{Key, Slab};
@@ -35,6 +35,7 @@ const OP_WAKE: u64 = 5;
 const OP_UDP_RECV: u64 = 6;
 const OP_UDP_SEND: u64 = 7;
 const OP_CONNECT: u64 = 8;
+const OP_WRITABLE: u64 = 9;
 const LOW: u64 = (1 << 56) - 1;
 
 fn ud(op: u64, v: u64) -> u64 {
@@ -523,9 +524,16 @@ impl Uring {
         };
         let fd = c.fd;
         let off = c.out_off;
-        let single = c.out.len() == 1 || c.out.front().is_some_and(|f| f.len() - off >= allow);
+        if matches!(c.out.front(), Some(OutChunk::File(_))) {
+            return self.send_file(core, key, allow);
+        }
+        let single = c.out.len() == 1
+            || c.out.front().is_some_and(|f| f.len() - off >= allow)
+            || matches!(c.out.get(1), Some(OutChunk::File(_)));
         let entry = if single {
-            let Some(front) = c.out.front() else { return };
+            let Some(OutChunk::Mem(front)) = c.out.front() else {
+                return;
+            };
             let len = (front.len() - off).min(allow).min(u32::MAX as usize);
             // The pointer stays valid: the Bytes stays in the queue until this send's CQE.
             let ptr = front[off..].as_ptr();
@@ -542,6 +550,8 @@ impl Uring {
                 if n == MAX_IOV || total >= allow {
                     break;
                 }
+                // A file range is written on its own, after the bytes before it.
+                let OutChunk::Mem(b) = b else { break };
                 let s = if i == 0 { &b[off..] } else { &b[..] };
                 let len = s.len().min(allow - total);
                 op.iov[n] = libc::iovec {
@@ -564,6 +574,49 @@ impl Uring {
             );
         };
         self.finish_send_entry(core, key, entry.build());
+    }
+
+    /// The front of the out-queue is a file range: sendfile(2) it now, outside the ring (the
+    /// ring has no sendfile; splice would need a pipe per connection), until the socket is full,
+    /// then wait for POLLOUT through the ring. Counts as the connection's send in flight.
+    fn send_file<P: Plugin>(&mut self, core: &mut Core<P>, key: Key, mut allow: usize) {
+        loop {
+            let Some(c) = core.sh.conns.get_mut(key) else {
+                return;
+            };
+            if allow == 0 || c.flags & (ABORT | SEND_INFLIGHT) != 0 {
+                return;
+            }
+            if !matches!(c.out.front(), Some(OutChunk::File(_))) {
+                // Bytes follow the file: the next service sends them.
+                if c.out_len > 0 {
+                    core.sh.mark_dirty(key);
+                }
+                return;
+            }
+            match super::sendfile_front(c, allow) {
+                super::FileStep::Sent(n) => {
+                    if n > 0 {
+                        allow = allow.saturating_sub(n);
+                        core.sh.stats.file_bytes_out += n as u64;
+                        core.sent(key, n);
+                    }
+                }
+                super::FileStep::Blocked => {
+                    c.flags |= SEND_INFLIGHT;
+                    c.inflight += 1;
+                    let e = opcode::PollAdd::new(types::Fd(c.fd), libc::POLLOUT as u32)
+                        .build()
+                        .user_data(ud(OP_WRITABLE, key.to_u64()));
+                    self.push(e);
+                    return;
+                }
+                super::FileStep::Failed(e) => {
+                    core.error(key, e);
+                    return;
+                }
+            }
+        }
     }
 
     fn finish_send_entry<P: Plugin>(&mut self, core: &mut Core<P>, key: Key, e: squeue::Entry) {
@@ -816,6 +869,16 @@ impl Uring {
                         libc::EAGAIN | libc::EINTR => {}
                         e => core.error(key, io::Error::from_raw_os_error(e)),
                     }
+                }
+            }
+            OP_WRITABLE => {
+                // The socket drained below its low-water mark (or the poll was cancelled): the
+                // next service goes on with sendfile, which reports any error itself.
+                let key = Key::from_u64(v);
+                if let Some(c) = core.sh.conns.get_mut(key) {
+                    c.flags &= !SEND_INFLIGHT;
+                    c.inflight -= 1;
+                    core.sh.mark_dirty(key);
                 }
             }
             OP_CONNECT => {
