@@ -16,6 +16,8 @@
 //! throttle_read = 0         # bytes/s per connection, 0 = off
 //! throttle_write = 0
 //! uring_entries = 1024
+//! uring_batch_wait_us = 0        # io_uring: wait this long to batch completions (0 = off)
+//! uring_batch_size = 64          # completions that end the batch wait early
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
 //! # HTTP (docs/http.md)
@@ -114,6 +116,10 @@ pub struct FileConfig {
     pub throttle_write: Option<u64>,
     /// io_uring SQ entries.
     pub uring_entries: Option<u32>,
+    /// io_uring: batch wait (µs, 0 = off).
+    pub uring_batch_wait_us: Option<u64>,
+    /// io_uring: completions that end a batch wait.
+    pub uring_batch_size: Option<usize>,
     /// io_uring provided receive buffers per core.
     pub recv_buffers: Option<u16>,
     /// Receive buffer size (bytes).
@@ -289,6 +295,8 @@ impl FileConfig {
             throttle_read,
             throttle_write,
             uring_entries,
+            uring_batch_wait_us,
+            uring_batch_size,
             recv_buffers,
             recv_buffer_size,
             ws_max_message,
@@ -398,6 +406,15 @@ impl FileConfig {
         };
         if let Some(v) = self.uring_entries {
             c.uring_entries = v;
+        }
+        if let Some(us) = self.uring_batch_wait_us {
+            c.uring_batch_wait = Duration::from_micros(us);
+        }
+        if let Some(v) = self.uring_batch_size {
+            if v == 0 {
+                return Err(ConfigError("uring_batch_size must be at least 1".into()));
+            }
+            c.uring_batch_size = v;
         }
         if let Some(v) = self.recv_buffers {
             if v == 0 {

@@ -273,6 +273,9 @@ pub(crate) struct Uring {
     wake: Arc<EventFd>,
     wake_armed: bool,
     cqes: Vec<(u64, i32, u32)>,
+    /// Batched waiting ([`crate::RuntimeConfig::uring_batch_wait`]): completions to wait for,
+    /// and the µs after which one is enough. None: return at the first completion.
+    batch: Option<(usize, u32)>,
 }
 
 impl Uring {
@@ -296,6 +299,15 @@ impl Uring {
                     .setup_cqsize(entries * 8)
                     .build(entries)?
             }
+        };
+        let batch_us = u32::try_from(cfg.uring_batch_wait.as_micros()).unwrap_or(u32::MAX);
+        let batch = if batch_us == 0 {
+            None
+        } else if ring.params().is_feature_min_timeout() {
+            Some((cfg.uring_batch_size.max(1), batch_us))
+        } else {
+            tracing::debug!("io_uring: no IORING_FEAT_MIN_TIMEOUT (kernel < 6.12); batch wait off");
+            None
         };
         let bufs = BufRing::new(&ring, cfg.recv_buffers, cfg.recv_buffer_size, BGID_TCP)?;
         let udp_size = std::mem::size_of::<types::RecvMsgOut>()
@@ -343,6 +355,7 @@ impl Uring {
             udp,
             wake: Arc::new(EventFd(efd)),
             wake_armed: false,
+            batch,
             cqes: Vec::with_capacity(1024),
         })
     }
@@ -779,14 +792,25 @@ impl Uring {
             let wait = core
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            let r = match wait {
-                Some(d) if d.is_zero() => self.ring.submit(),
-                Some(d) => {
+            // With a batch wait, the kernel returns once `want` completions are there, or
+            // once `us` passed and at least one is.
+            let r = match (wait, self.batch) {
+                (Some(d), _) if d.is_zero() => self.ring.submit(),
+                (Some(d), Some((want, us))) => {
+                    let ts = types::Timespec::from(d);
+                    let args = types::SubmitArgs::new().min_wait_usec(us).timespec(&ts);
+                    self.ring.submitter().submit_with_args(want, &args)
+                }
+                (None, Some((want, us))) => {
+                    let args = types::SubmitArgs::new().min_wait_usec(us);
+                    self.ring.submitter().submit_with_args(want, &args)
+                }
+                (Some(d), None) => {
                     let ts = types::Timespec::from(d);
                     let args = types::SubmitArgs::new().timespec(&ts);
                     self.ring.submitter().submit_with_args(1, &args)
                 }
-                None => self.ring.submit_and_wait(1),
+                (None, None) => self.ring.submit_and_wait(1),
             };
             if let Err(e) = r {
                 match e.raw_os_error() {
