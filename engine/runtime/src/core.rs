@@ -1475,6 +1475,8 @@ impl<P: Plugin> Core<P> {
     /// Call on_data until it consumes everything or stops making progress, handing over what
     /// it takes ([`ConnCtx::take_input`]). Returns how many bytes at the front of the input
     /// were consumed (of an owned buffer as it is on return: a hand-over may replace it).
+    // Inlined into both callers: called, it cost ~60 instructions per small message
+    // (perf/callgrind.sh, 10x512: 3,170 against 3,110).
     #[inline(always)]
     fn call_data(&mut self, key: Key, mut input: Input<'_>) -> usize {
         let owned = matches!(input, Input::Owned(_));
