@@ -21,11 +21,12 @@
 #   CASES ["ws-echo-100x20 ws-echo-100x512 ws-echo-500x512 ws-echo-500x16384
 #           ws-echo-10x1048576 ws-deflate-100x512 ws-deflate-500x16384
 #           ws-rate-100x512 ws-rate-500x16384 tcp-echo-100x512"]
-#   SERVERS   subset of: ringwire-uring ringwire-epoll fastwebsockets
+#   SERVERS   subset of: ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets
 #             tokio-tungstenite tokio-websockets tokio-websockets-mt
 #             monoio-uring monoio-epoll tokio-tcp     [all]
 #             (each case runs the servers that speak its protocol)
 #   RATE [auto]            fixed rate of the ws-rate cases (msgs/s)
+#   BATCH_US [50]          ringwire-uring-batch: --uring-batch-wait-us
 #   THREADS [1]            ringwire-load threads
 #   SKIP_BUILD [0]         1 = use the binaries already built
 #   SYSCALLS [auto]        auto | off: count server syscalls with perf stat
@@ -38,13 +39,14 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${SECS:-5}
+BATCH_US=${BATCH_US:-50}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 CASES=${CASES:-"ws-echo-100x20 ws-echo-100x512 ws-echo-500x512 ws-echo-500x16384 ws-echo-10x1048576 ws-deflate-100x512 ws-deflate-500x16384 ws-rate-100x512 ws-rate-500x16384 tcp-echo-100x512"}
-WS_SERVERS="ringwire-uring ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt"
+WS_SERVERS="ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt"
 DEFLATE_SERVERS="ringwire-uring ringwire-epoll"
 TCP_SERVERS="ringwire-uring ringwire-epoll monoio-uring monoio-epoll tokio-tcp"
-ALL_SERVERS="ringwire-uring ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt monoio-uring monoio-epoll tokio-tcp"
+ALL_SERVERS="ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt monoio-uring monoio-epoll tokio-tcp"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 RATE=${RATE:-auto}
 THREADS=${THREADS:-1}
@@ -171,9 +173,12 @@ ANY_FAIL=0
 server_cmd() { # server port -> SERVER_ARGV, WANT_DRIVER
     local s=$1 port=$2
     case $s in
-    ringwire-uring | ringwire-epoll)
+    ringwire-uring | ringwire-epoll | ringwire-uring-batch)
         WANT_DRIVER=${s#ringwire-}
+        WANT_DRIVER=${WANT_DRIVER%-batch}
         SERVER_ARGV=("$RINGWIRE_BIN" serve --threads 1 --driver "$WANT_DRIVER")
+        # The batch variant: io_uring completions handled in batches (up to BATCH_US µs wait).
+        [[ $s == ringwire-uring-batch ]] && SERVER_ARGV+=(--uring-batch-wait-us "$BATCH_US")
         if [[ $CUR_KIND == tcp-echo ]]; then
             alloc_port
             SERVER_ARGV+=(--tcp-echo "127.0.0.1:$port" --bind "127.0.0.1:$PORT")
@@ -326,6 +331,7 @@ import csv, json, os, statistics
 env = os.environ
 runs = list(csv.DictReader(open(env["RUNS"]), delimiter="\t"))
 DRIVER = {"ringwire-uring": ("ringwire", "uring"), "ringwire-epoll": ("ringwire", "epoll"),
+          "ringwire-uring-batch": ("ringwire-batch", "uring"),
           "monoio-uring": ("monoio", "uring"), "monoio-epoll": ("monoio", "epoll"),
           "tokio-tcp": ("tokio", "-"), "tokio-websockets-mt": ("tokio-websockets-mt", "-")}
 
