@@ -493,15 +493,16 @@ impl Shared {
         Ok(Key::from_u64(id.0 & ((1 << 56) - 1)))
     }
 
-    pub(crate) fn queue(&mut self, key: Key, chunks: &[Bytes]) -> Result<usize, SendError> {
-        let total: usize = chunks.iter().map(|b| b.len()).sum();
-        let Some(c) = self.conns.get_mut(key) else {
+    /// Whether `len` more bytes may be queued on `key`: a closing connection refuses, and past
+    /// the out-queue limit its overflow policy decides (refuse, or abort the connection).
+    fn admit(&mut self, key: Key, len: usize) -> Result<(), SendError> {
+        let Some(c) = self.conns.get(key) else {
             return Err(SendError::Closed);
         };
         if c.flags & (CLOSING | ABORT | WR_SHUT) != 0 {
             return Err(SendError::Closed);
         }
-        if c.out_len + total > c.max_out {
+        if c.out_len + len > c.max_out {
             return match c.policy {
                 OverflowPolicy::Refuse => Err(SendError::Backpressure),
                 OverflowPolicy::Close => {
@@ -510,6 +511,15 @@ impl Shared {
                 }
             };
         }
+        Ok(())
+    }
+
+    pub(crate) fn queue(&mut self, key: Key, chunks: &[Bytes]) -> Result<usize, SendError> {
+        let total: usize = chunks.iter().map(|b| b.len()).sum();
+        self.admit(key, total)?;
+        let Some(c) = self.conns.get_mut(key) else {
+            return Err(SendError::Closed);
+        };
         if total == 0 {
             return Ok(c.out_len);
         }
@@ -535,47 +545,33 @@ impl Shared {
         off: u64,
         len: usize,
     ) -> Result<usize, SendError> {
+        self.admit(key, len)?;
         let Some(c) = self.conns.get_mut(key) else {
             return Err(SendError::Closed);
         };
-        if c.tls.is_none() {
-            if c.flags & (CLOSING | ABORT | WR_SHUT) != 0 {
-                return Err(SendError::Closed);
-            }
-            if c.out_len + len > c.max_out {
-                return match c.policy {
-                    OverflowPolicy::Refuse => Err(SendError::Backpressure),
-                    OverflowPolicy::Close => {
-                        self.abort(key, CloseReason::Aborted);
-                        Err(SendError::Closed)
-                    }
-                };
-            }
-            if len == 0 {
-                return Ok(c.out_len);
-            }
-            c.out.push_back(OutChunk::File(FileSlice {
-                file: Arc::clone(file),
-                off,
-                len,
-            }));
-            c.out_len += len;
-            c.flags |= WAS_BUSY;
-            let buffered = c.out_len;
-            self.mark_dirty(key);
-            return Ok(buffered);
+        if len == 0 {
+            return Ok(c.out_len);
         }
-        // TLS encrypts in user space: the range is read and queued as bytes.
-        if c.out_len + len > c.max_out && c.policy == OverflowPolicy::Refuse {
-            return Err(SendError::Backpressure);
+        if c.tls.is_some() {
+            // TLS encrypts in user space: the range is read and queued as bytes.
+            return match read_range(file, off, len) {
+                Ok(v) => self.queue(key, &[Bytes::from(v)]),
+                Err(e) => {
+                    self.abort(key, CloseReason::Error(e.kind()));
+                    Err(SendError::Closed)
+                }
+            };
         }
-        match read_range(file, off, len) {
-            Ok(v) => self.queue(key, &[Bytes::from(v)]),
-            Err(e) => {
-                self.abort(key, CloseReason::Error(e.kind()));
-                Err(SendError::Closed)
-            }
-        }
+        c.out.push_back(OutChunk::File(FileSlice {
+            file: Arc::clone(file),
+            off,
+            len,
+        }));
+        c.out_len += len;
+        c.flags |= WAS_BUSY;
+        let buffered = c.out_len;
+        self.mark_dirty(key);
+        Ok(buffered)
     }
 
     pub(crate) fn close(&mut self, key: Key) {
