@@ -1,6 +1,8 @@
 //! The WebSocket plugin on real sockets, on both drivers, with tungstenite as an independent
 //! client (and raw sockets where a misbehaving client is needed).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -456,41 +458,18 @@ struct DeflateClient {
 
 impl DeflateClient {
     fn connect(addr: SocketAddr, no_ctx: bool) -> Self {
-        use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let deflate = ringwire_ws::DeflateConfig {
             server_no_context_takeover: no_ctx,
             ..ringwire_ws::DeflateConfig::enabled()
         };
-        let req = ClientRequest {
-            host: "x",
-            path: "/d",
-            origin: None,
-            protocols: &[],
-            deflate: Some(&deflate),
-            extra_headers: &[],
-        };
-        let mut out = Vec::new();
-        let hs = ClientHandshake::new(&req, [7u8; 16], &mut out).unwrap();
-        s.write_all(&out).unwrap();
-        let mut rx = Vec::new();
-        let (neg_deflate, used) = loop {
-            let mut b = [0u8; 4096];
-            let n = s.read(&mut b).unwrap();
-            assert!(n > 0);
-            rx.extend_from_slice(&b[..n]);
-            if let Some((resp, used)) = ServerResponse::parse(&rx).unwrap() {
-                let neg = hs.verify(&resp).unwrap();
-                break (neg.deflate, used);
-            }
-        };
+        let (neg_deflate, rx) = common::deflate_handshake(&mut s, &deflate);
         assert!(neg_deflate.is_some(), "deflate negotiated");
         assert_eq!(
             neg_deflate.as_ref().unwrap().server_no_context_takeover,
             no_ctx
         );
-        rx.drain(..used);
         let ws =
             ringwire_ws::WebSocket::client(ringwire_ws::Config::default(), neg_deflate, [3u8; 16]);
         DeflateClient { s, ws, rx }

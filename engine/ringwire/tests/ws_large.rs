@@ -5,6 +5,8 @@
 //! nothing for the frame (a counting allocator records the largest allocation).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -229,36 +231,13 @@ fn large_messages_echo_through_on_message(d: DriverChoice) {
 /// permessage-deflate: large messages are inflated, echoed (compressed again) and inflated by
 /// the client, through the ringwire-ws codec on both ends.
 fn large_messages_echo_compressed(d: DriverChoice) {
-    use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
     let mut cfg = WsServerConfig::default();
     cfg.codec.deflate = ringwire_ws::DeflateConfig::enabled();
     let (_s, addr) = start(d, EchoHandler, cfg, 16 * MIB);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let deflate = ringwire_ws::DeflateConfig::enabled();
-    let req = ClientRequest {
-        host: "x",
-        path: "/d",
-        origin: None,
-        protocols: &[],
-        deflate: Some(&deflate),
-        extra_headers: &[],
-    };
-    let mut out = Vec::new();
-    let hs = ClientHandshake::new(&req, [7u8; 16], &mut out).unwrap();
-    s.write_all(&out).unwrap();
-    let mut rx = Vec::new();
-    let (neg, used) = loop {
-        let mut b = [0u8; 4096];
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0);
-        rx.extend_from_slice(&b[..n]);
-        if let Some((resp, used)) = ServerResponse::parse(&rx).unwrap() {
-            break (hs.verify(&resp).unwrap().deflate, used);
-        }
-    };
+    let (neg, mut rx) = common::deflate_handshake(&mut s, &ringwire_ws::DeflateConfig::enabled());
     assert!(neg.is_some(), "deflate negotiated");
-    rx.drain(..used);
     let mut ws = ringwire_ws::WebSocket::client(ringwire_ws::Config::default(), neg, [3u8; 16]);
     let t4 = text(4 * MIB);
     let b1 = binary(MIB, 9);

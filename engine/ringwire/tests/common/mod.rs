@@ -1,0 +1,37 @@
+//! Test helpers shared by the WebSocket test binaries.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+/// The client side of a WebSocket handshake offering permessage-deflate `deflate`, on the
+/// ringwire-ws codec: returns the negotiated deflate parameters and the bytes read past the
+/// 101 response (the first frames, if any).
+pub fn deflate_handshake(
+    s: &mut TcpStream,
+    deflate: &ringwire_ws::DeflateConfig,
+) -> (Option<ringwire_ws::DeflateParams>, Vec<u8>) {
+    use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
+    let req = ClientRequest {
+        host: "x",
+        path: "/d",
+        origin: None,
+        protocols: &[],
+        deflate: Some(deflate),
+        extra_headers: &[],
+    };
+    let mut out = Vec::new();
+    let hs = ClientHandshake::new(&req, [7u8; 16], &mut out).unwrap();
+    s.write_all(&out).unwrap();
+    let mut rx = Vec::new();
+    let (neg, used) = loop {
+        let mut b = [0u8; 4096];
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0);
+        rx.extend_from_slice(&b[..n]);
+        if let Some((resp, used)) = ServerResponse::parse(&rx).unwrap() {
+            break (hs.verify(&resp).unwrap().deflate, used);
+        }
+    };
+    rx.drain(..used);
+    (neg, rx)
+}
