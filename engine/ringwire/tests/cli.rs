@@ -1,28 +1,17 @@
 //! The `ringwire` binary: readiness lines, echo, graceful stop on SIGTERM, config errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn serve_and_stop(driver: &str) {
-    let (p1, p2) = (free_port(), free_port());
+    // Port 0 for both: the server binds ports nobody else can take first, and announces them.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .args(["serve", "--threads", "2", "--driver", driver])
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{p1}"),
-            "--tcp-echo",
-            &format!("127.0.0.1:{p2}"),
-        ])
+        .args(["--bind", "127.0.0.1:0", "--tcp-echo", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -32,14 +21,17 @@ fn serve_and_stop(driver: &str) {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or(driver.into());
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        format!("listening on 127.0.0.1:{p1} (driver={want}, threads=2)")
-    );
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        format!("listening on 127.0.0.1:{p2} (driver={want}, threads=2)")
-    );
+    let mut announced = || {
+        let line = lines.next().unwrap().unwrap();
+        let port = common::announced_port(&line);
+        assert_eq!(
+            line,
+            format!("listening on 127.0.0.1:{port} (driver={want}, threads=2)")
+        );
+        port
+    };
+    let (p1, p2) = (announced(), announced());
+    assert_ne!(p1, p2);
     let mut s = TcpStream::connect(("127.0.0.1", p2)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"hello").unwrap();

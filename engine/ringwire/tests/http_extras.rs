@@ -3,6 +3,8 @@
 //! built-in test page; and, with the `ringwire` binary as a child process, a large upload with
 //! the server's RSS checked.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -499,18 +501,13 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 /// (VmHWM growth in KiB, seconds). The body is generated as it is sent.
 pub fn big_upload(driver: DriverChoice, total: u64) -> (u64, f64) {
     let dir = tmp_dir("big");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let drv = match driver {
         DriverChoice::Epoll => "epoll",
         _ => "uring",
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .args(["serve", "--threads", "1", "--driver", drv])
-        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--bind", "127.0.0.1:0"])
         .arg("--upload-dir")
         .arg(&dir)
         .args(["--upload-max-file", &(total + 1).to_string()])
@@ -520,7 +517,8 @@ pub fn big_upload(driver: DriverChoice, total: u64) -> (u64, f64) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("listening on"));
+    let first = lines.next().unwrap().unwrap();
+    let port = common::announced_port(&first);
     let pid = child.id();
     // Warm up (one small upload) so the baseline includes the steady-state buffers.
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

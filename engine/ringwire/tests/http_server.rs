@@ -2,6 +2,8 @@
 //! for keep-alive, pipelining, uploads, static files, SSE and limits; curl as an independent
 //! client (skipped with a notice when curl is not installed).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -1007,11 +1009,6 @@ fn curl_static_upload_and_sse(d: DriverChoice) {
 /// `ringwire serve --www DIR --cors-origin '*'`: static files with CORS, the `/events` clock.
 fn serve_binary_www_cors_and_events(d: DriverChoice) {
     let www = www_dir("serve");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let driver = if d == DriverChoice::Uring {
         "uring"
     } else {
@@ -1019,7 +1016,7 @@ fn serve_binary_www_cors_and_events(d: DriverChoice) {
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .args(["serve", "--threads", "1", "--driver", driver])
-        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--bind", "127.0.0.1:0"])
         .args(["--www", www.to_str().unwrap(), "--cors-origin", "*"])
         .args(["--www-cache-valid-ms", "0", "--www-cache-max-file", "1024"])
         .args(["--www-cache-size", "65536", "--www-cache-entries", "64"])
@@ -1029,7 +1026,7 @@ fn serve_binary_www_cors_and_events(d: DriverChoice) {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("listening on "), "{first}");
+    let port = common::announced_port(&first);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let r = get(addr, "/a.txt", "Origin: https://x.example\r\n");
     assert_eq!((r.status, r.text()), (200, "0123456789abcdefghij"));

@@ -1,6 +1,8 @@
 //! `ringwire serve --stun`, `ringwire stun-client` and `ringwire turn-client` as processes,
 //! on both drivers.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Output, Stdio};
@@ -27,17 +29,28 @@ impl Drop for Server {
     }
 }
 
+/// Start `ringwire serve ARGS` and return its first readiness line. A server that exits
+/// before announcing itself fails the test with its stderr.
 fn spawn_serve(args: &[&str]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    (Server(child), first)
+    match lines.next() {
+        Some(Ok(first)) => (Server(child), first),
+        _ => {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "ringwire serve {args:?} exited before listening ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 fn run(args: &[&str]) -> Output {
@@ -118,15 +131,15 @@ fn check_clients(port: u16) {
 }
 
 fn serve_stun_and_clients(driver: &str) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    // Port 0: the server picks a port free for both UDP and TCP itself, so no other test's
+    // sockets can take it between choosing and binding.
     let (_server, line) = spawn_serve(&[
         "--threads",
         "2",
         "--driver",
         driver,
         "--stun",
-        &addr,
+        "127.0.0.1:0",
         "--turn-user",
         "u:p",
         "--realm",
@@ -135,10 +148,12 @@ fn serve_stun_and_clients(driver: &str) {
         "--turn-relay-ports",
         "45000-45999",
     ]);
+    let port = common::announced_port(&line);
+    assert_ne!(port, 0);
     assert_eq!(
         line,
         format!(
-            "listening on {addr} (driver={}, threads=2)",
+            "listening on 127.0.0.1:{port} (driver={}, threads=2)",
             want_driver(driver)
         )
     );
@@ -146,7 +161,6 @@ fn serve_stun_and_clients(driver: &str) {
 }
 
 fn serve_stun_from_toml(driver: &str) {
-    let port = free_port();
     let dir =
         std::env::temp_dir().join(format!("ringwire-stun-cli-{}-{driver}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -154,17 +168,15 @@ fn serve_stun_from_toml(driver: &str) {
     std::fs::write(
         &f,
         format!(
-            "threads = 1\ndriver = \"{driver}\"\nstun = [\"127.0.0.1:{port}\"]\n\
+            "threads = 1\ndriver = \"{driver}\"\nstun = [\"127.0.0.1:0\"]\n\
              turn_user = [\"u:p\"]\nrealm = \"r\"\nturn_allow_loopback_peers = true\n\
              turn_relay_ports = \"45000-45999\"\nturn_user_quota = 2\n"
         ),
     )
     .unwrap();
     let (_server, line) = spawn_serve(&["--config", f.to_str().unwrap()]);
-    assert!(
-        line.starts_with(&format!("listening on 127.0.0.1:{port} ")),
-        "{line}"
-    );
+    let port = common::announced_port(&line);
+    assert!(line.ends_with(" threads=1)"), "{line}");
     check_clients(port);
     let _ = std::fs::remove_dir_all(&dir);
 }

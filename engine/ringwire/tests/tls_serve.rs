@@ -107,6 +107,21 @@ impl Drop for Server {
 }
 
 fn serve(driver: &str, args: &[&str]) -> Server {
+    // The ports are chosen before the server binds them, so another test's socket can take
+    // one in between: a server that could not bind is started again on fresh ports.
+    let mut last = String::new();
+    for _ in 0..5 {
+        match try_serve(driver, args) {
+            Ok(s) => return s,
+            Err(e) if e.contains("in use") => last = e,
+            Err(e) => panic!("ringwire serve {args:?} exited before listening: {e}"),
+        }
+    }
+    panic!("ringwire serve {args:?}: no free ports: {last}");
+}
+
+/// Start the server on fresh plain and TLS ports; its stderr if it exits before listening.
+fn try_serve(driver: &str, args: &[&str]) -> Result<Server, String> {
     let (plain, tls_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .args(["serve", "--threads", "2", "--driver", driver])
@@ -114,29 +129,31 @@ fn serve(driver: &str, args: &[&str]) -> Server {
         .args(["--bind-tls", &format!("127.0.0.1:{tls_port}")])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdout = Vec::new();
     while let Some(Ok(l)) = lines.next() {
-        let done = l.contains(&format!("127.0.0.1:{tls_port}"));
+        let done = l.starts_with(&format!("listening on 127.0.0.1:{tls_port}"));
         stdout.push(l);
         if done {
-            break;
+            // Nobody reads stderr from here on: keep the child from blocking on a full pipe.
+            let mut err = child.stderr.take().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            return Ok(Server {
+                child,
+                tls_port,
+                stdout,
+            });
         }
     }
-    assert!(
-        stdout
-            .iter()
-            .any(|l| l.starts_with(&format!("listening on 127.0.0.1:{tls_port}"))),
-        "{stdout:?}"
-    );
-    Server {
-        child,
-        tls_port,
-        stdout,
-    }
+    let out = child.wait_with_output().unwrap();
+    Err(format!(
+        "{} {stdout:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }
 
 fn cert_args<'a>(c: &'a Path, k: &'a Path) -> [&'a str; 4] {
@@ -436,11 +453,24 @@ fn tls_configuration_errors_are_clear() {
 fn stun_binding_over_tls(driver: &str) {
     let pki = Pki::new("stun");
     let (c, k) = pki.leaf("leaf");
-    let (stun, stun_tls) = (free_port(), free_port());
-    let mut args = cert_args(&c, &k).to_vec();
-    let (a1, a2) = (format!("127.0.0.1:{stun}"), format!("127.0.0.1:{stun_tls}"));
-    args.extend(["--stun", &a1, "--stun-tls", &a2]);
-    let _s = serve(driver, &args);
+    // Fresh STUN ports (free for UDP and TCP) on each attempt, for the same reason as serve's.
+    let mut attempt = 0;
+    let (_s, a2) = loop {
+        let stun = ringwire::stun::same_port_for_udp_and_tcp("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .port();
+        let (a1, a2) = (
+            format!("127.0.0.1:{stun}"),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let mut args = cert_args(&c, &k).to_vec();
+        args.extend(["--stun", &a1, "--stun-tls", &a2]);
+        match try_serve(driver, &args) {
+            Ok(s) => break (s, a2),
+            Err(e) if e.contains("in use") && attempt < 4 => attempt += 1,
+            Err(e) => panic!("ringwire serve exited before listening: {e}"),
+        }
+    };
     let client = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_ringwire"))
             .args(["stun-client", "--tls", &a2])

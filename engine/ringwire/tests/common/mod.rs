@@ -1,4 +1,5 @@
-//! Test helpers shared by the WebSocket test binaries.
+//! Test helpers shared by the test binaries (each uses some of them).
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,4 +35,17 @@ pub fn deflate_handshake(
     };
     rx.drain(..used);
     (neg, rx)
+}
+
+/// The port of a `ringwire serve` readiness line, `listening on 127.0.0.1:PORT (driver=D,
+/// threads=N)`. Tests start the server on port 0 and read the port from here, so no other
+/// test's socket can take a port between choosing it and the server binding it.
+pub fn announced_port(line: &str) -> u16 {
+    let port = line
+        .strip_prefix("listening on 127.0.0.1:")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a readiness line: {line}"));
+    assert_ne!(port, 0, "{line}");
+    port
 }
