@@ -739,7 +739,15 @@ impl<'a> CoreCtx<'a> {
     /// [`Plugin::on_connect_error`] if the connect fails or passes
     /// [`RuntimeConfig::connect_timeout`]. It counts against `max_connections`.
     pub fn connect(&mut self, addr: SocketAddr) -> std::io::Result<ConnId> {
-        self.start_connect(addr, None)
+        self.start_connect(addr, None, None)
+    }
+
+    /// [`CoreCtx::connect`] from the source address `from` (port 0: any port). Each source
+    /// IP (127.0.0.x on loopback) has its own 64k ports per destination, which is how a load
+    /// generator opens more connections than one address allows. A `from` that cannot be
+    /// bound is an error here, before any connection exists.
+    pub fn connect_from(&mut self, addr: SocketAddr, from: SocketAddr) -> std::io::Result<ConnId> {
+        self.start_connect(addr, Some(from), None)
     }
 
     /// Open an outgoing TLS connection: the certificate is verified for `server_name` by
@@ -750,16 +758,26 @@ impl<'a> CoreCtx<'a> {
         tls: Arc<rustls::ClientConfig>,
         server_name: &str,
     ) -> std::io::Result<ConnId> {
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let t = crate::tls::TlsConn::client(tls, name)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        self.start_connect(addr, Some(Box::new(t)))
+        let t = tls_client(tls, server_name)?;
+        self.start_connect(addr, None, Some(t))
+    }
+
+    /// [`CoreCtx::connect_tls`] from the source address `from` (see [`CoreCtx::connect_from`]).
+    pub fn connect_tls_from(
+        &mut self,
+        addr: SocketAddr,
+        from: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> std::io::Result<ConnId> {
+        let t = tls_client(tls, server_name)?;
+        self.start_connect(addr, Some(from), Some(t))
     }
 
     fn start_connect(
         &mut self,
         addr: SocketAddr,
+        from: Option<SocketAddr>,
         tls: Option<Box<crate::tls::TlsConn>>,
     ) -> std::io::Result<ConnId> {
         use std::io::Error;
@@ -771,7 +789,7 @@ impl<'a> CoreCtx<'a> {
             g.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::other("max_connections reached"));
         }
-        let fd = match crate::driver::connect_nonblocking(addr, self.sh.cfg.nodelay) {
+        let fd = match crate::driver::connect_nonblocking(addr, from, self.sh.cfg.nodelay) {
             Ok(fd) => fd,
             Err(e) => {
                 self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
@@ -1867,4 +1885,16 @@ pub(crate) fn socket_addrs(fd: RawFd) -> (Option<SocketAddr>, Option<SocketAddr>
         }
     }
     (get(fd, false), get(fd, true))
+}
+
+/// The client side of a TLS connection to `server_name`.
+fn tls_client(
+    tls: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> std::io::Result<Box<crate::tls::TlsConn>> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let t = crate::tls::TlsConn::client(tls, name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok(Box::new(t))
 }

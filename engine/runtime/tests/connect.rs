@@ -29,6 +29,7 @@ both_drivers!(
     outgoing_tls_verifies_the_server,
     many_outgoing_connections,
     pause_and_resume_another_connection,
+    connect_from_a_source_address,
 );
 
 enum Role {
@@ -86,6 +87,28 @@ impl Plugin for Relay {
                     let mut parts = cmd.split_whitespace();
                     match (parts.next(), self.last_out) {
                         (Some("CONNECT"), _) => {}
+                        (Some("FROM"), _) => {
+                            // FROM addr source-ip [tls-name]
+                            let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
+                            let ip: std::net::IpAddr = parts.next().unwrap().parse().unwrap();
+                            let from = SocketAddr::new(ip, 0);
+                            let r = match parts.next() {
+                                Some(name) => {
+                                    cx.connect_tls_from(addr, from, self.tls.clone(), name)
+                                }
+                                None => cx.connect_from(addr, from),
+                            };
+                            match r {
+                                Ok(id) => {
+                                    self.pending.insert(id, cx.id());
+                                }
+                                Err(e) => {
+                                    let msg = format!("ERR now {:?}\n", e.kind());
+                                    let _ = cx.send(msg.into_bytes());
+                                }
+                            }
+                            continue;
+                        }
                         (Some("PAUSE"), Some(out)) => {
                             cx.pause_reading_of(out);
                             continue;
@@ -335,5 +358,46 @@ fn pause_and_resume_another_connection(d: DriverChoice) {
         .unwrap();
     w.write_all(b"RESUME\n").unwrap();
     assert_eq!(line(&mut r), "DATA held");
+    s.srv.stop();
+}
+
+fn connect_from_a_source_address(d: DriverChoice) {
+    let s = setup(d, 2);
+    let outside = TcpListener::bind("127.0.0.1:0").unwrap();
+    let oa = outside.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            let (mut c, peer) = outside.accept().unwrap();
+            let mut b = [0u8; 13];
+            c.read_exact(&mut b).unwrap();
+            c.write_all(b"hi\n").unwrap();
+            peers.push(peer.ip());
+        }
+        peers
+    });
+    let (mut w, mut r) = control(s.control);
+    for ip in ["127.0.0.3", "127.0.0.4"] {
+        w.write_all(format!("FROM {oa} {ip}\n").as_bytes()).unwrap();
+        assert_eq!(line(&mut r), "OPEN false");
+        assert_eq!(line(&mut r), "DATA hi");
+    }
+    let peers = t.join().unwrap();
+    assert_eq!(
+        peers,
+        [
+            "127.0.0.3".parse::<std::net::IpAddr>().unwrap(),
+            "127.0.0.4".parse().unwrap()
+        ]
+    );
+    // Over TLS, through the engine's own TLS listener.
+    w.write_all(format!("FROM {} 127.0.0.5 upstream.test\n", s.echo_tls).as_bytes())
+        .unwrap();
+    assert_eq!(line(&mut r), "OPEN true");
+    assert_eq!(line(&mut r), "DATA ping through");
+    // An address this host does not have is refused at once, and nothing is left open.
+    w.write_all(format!("FROM {oa} 192.0.2.7\n").as_bytes())
+        .unwrap();
+    assert_eq!(line(&mut r), "ERR now AddrNotAvailable");
     s.srv.stop();
 }

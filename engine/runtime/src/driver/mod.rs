@@ -59,9 +59,12 @@ pub fn resolve_driver(choice: DriverChoice) -> Result<(DriverKind, String), Stri
 
 /// Start a non-blocking TCP connect; the socket is returned at once (the connect is in
 /// progress, or already done on loopback). Completion shows as writability; then
-/// [`connect_result`] tells success from failure.
+/// [`connect_result`] tells success from failure. With `from`, the socket is bound to that
+/// source address first; its port 0 lets connect pick the port (IP_BIND_ADDRESS_NO_PORT), so
+/// each source address has its own 64k ports per destination.
 pub(crate) fn connect_nonblocking(
     addr: std::net::SocketAddr,
+    from: Option<std::net::SocketAddr>,
     nodelay: bool,
 ) -> std::io::Result<std::os::fd::RawFd> {
     let domain = if addr.is_ipv4() {
@@ -81,6 +84,13 @@ pub(crate) fn connect_nonblocking(
         return Err(std::io::Error::last_os_error());
     }
     uring::set_nodelay(fd, nodelay);
+    if let Some(from) = from
+        && let Err(e) = bind_source(fd, from)
+    {
+        // SAFETY: `fd` is ours and nothing else refers to it.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
     let (ss, len) = crate::core::std_to_sockaddr(&addr);
     // SAFETY: `ss` is a valid sockaddr of `len` bytes for the call's duration; `fd` is ours.
     let r = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
@@ -93,6 +103,31 @@ pub(crate) fn connect_nonblocking(
         }
     }
     Ok(fd)
+}
+
+/// Bind a socket about to connect to the source address `from`.
+fn bind_source(fd: std::os::fd::RawFd, from: std::net::SocketAddr) -> std::io::Result<()> {
+    if from.port() == 0 {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on our socket with a live int of the stated size. Failure (an old
+        // kernel) only means bind picks the port, as without the option.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    let (ss, len) = crate::core::std_to_sockaddr(&from);
+    // SAFETY: `ss` is a valid sockaddr of `len` bytes for the call's duration; `fd` is ours.
+    let r = unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The outcome of a non-blocking connect, once the socket signalled writability (or an error).
