@@ -198,6 +198,11 @@ pub struct RuntimeConfig {
     pub tls_max_handshakes: usize,
     /// Outgoing connections ([`crate::CoreCtx::connect`]): the connect deadline.
     pub connect_timeout: Duration,
+    /// The timer wheel's resolution: a timer fires at most one tick late (never early). 1 ms
+    /// by default; finer ticks (down to microseconds) suit paced sending such as a load
+    /// generator's fixed rate. io_uring waits with nanosecond precision; epoll (mio) rounds its
+    /// wait up to whole milliseconds whatever the tick.
+    pub timer_tick: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -227,6 +232,7 @@ impl Default for RuntimeConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             tls_max_handshakes: 1024,
             connect_timeout: Duration::from_secs(10),
+            timer_tick: Duration::from_millis(1),
         }
     }
 }

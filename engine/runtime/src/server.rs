@@ -165,7 +165,7 @@ impl ServerBuilder {
                         now: Instant::now(),
                         conns: Slab::new(),
                         dirty: Vec::with_capacity(256),
-                        timers: TimerWheel::new(Instant::now()),
+                        timers: TimerWheel::with_tick(Instant::now(), cfg.timer_tick),
                         bus: bus.sender(),
                         cfg: cfg.clone(),
                         global,

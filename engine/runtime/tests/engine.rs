@@ -40,6 +40,7 @@ both_drivers!(
     pause_and_resume_redelivers,
     stats_count,
     batch_wait_keeps_echo_and_timers,
+    fine_timer_tick,
 );
 
 fn cfg(driver: DriverChoice, threads: usize) -> RuntimeConfig {
@@ -401,6 +402,62 @@ fn timers_fire_in_order_and_cancel(d: DriverChoice) {
     s.read_to_string(&mut got).unwrap();
     assert_eq!(got, "21");
     assert!(t0.elapsed() >= Duration::from_millis(30));
+}
+
+/// Ten timers 150 µs apart on a 50 µs tick: each must fire in its own tick, in order, and
+/// never before its deadline (the wheel rounds deadlines up to the tick grid).
+struct FineTimers {
+    set_at: Option<Instant>,
+    next: u64,
+    report: String,
+}
+impl Plugin for FineTimers {
+    type Conn = ();
+    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<()> {
+        self.set_at = Some(Instant::now());
+        for k in (1..=10u64).rev() {
+            cx.set_timer(Duration::from_micros(150 * k), k);
+        }
+        Some(())
+    }
+    fn on_data(&mut self, _: &mut (), _cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        data.len()
+    }
+    fn on_timer(&mut self, _: &mut (), cx: &mut ConnCtx<'_>, token: u64) {
+        let waited = self.set_at.unwrap().elapsed();
+        self.next += 1;
+        if token != self.next {
+            self.report += &format!("timer {token} fired as number {}; ", self.next);
+        }
+        if waited < Duration::from_micros(150 * token) {
+            self.report += &format!("timer {token} fired early ({waited:?}); ");
+        }
+        if token == 10 {
+            let r = if self.report.is_empty() {
+                "ok"
+            } else {
+                &self.report
+            };
+            let _ = cx.send(r.to_string().into_bytes());
+            cx.close();
+        }
+    }
+}
+
+fn fine_timer_tick(d: DriverChoice) {
+    let c = RuntimeConfig {
+        timer_tick: Duration::from_micros(50),
+        ..cfg(d, 1)
+    };
+    let (_server, addr) = start(c, |_| FineTimers {
+        set_at: None,
+        next: 0,
+        report: String::new(),
+    });
+    let mut s = connect(addr);
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "ok");
 }
 
 /// On "B", broadcasts to every core; each core forwards the bus message to its connections and
