@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""User-space bytes per idle connection on a `ringwire serve` TCP listener.
+"""User-space bytes per idle connection on `ringwire serve`: WebSocket connections on its
+HTTP/WebSocket listener (`--proto ws`, the default) or raw connections on its TCP echo
+listener (`--proto tcp`).
 
-Starts the server (one thread), reads its RSS, opens N connections that each echo one byte
-(so the server has accepted them and armed their receive), reads the RSS again, and reports
-(RSS delta) / N. The kernel's own socket memory (/proc/net/sockstat "mem", in pages) is
+Starts the server (one thread), reads its RSS, opens N connections that each echo one message
+(WebSocket: the handshake, then one masked one-byte text message echoed back; TCP: one byte),
+so the server has accepted them, finished any handshake and armed their receive, reads the RSS
+again, and reports (RSS delta) / N. The kernel's own socket memory (/proc/net/sockstat "mem", in pages) is
 reported apart. Connections come from 127.0.0.1..127.0.0.8 to go past one address's ports.
 
     python3 perf/idle_memory.py --bin target/release/ringwire --driver uring --conns 10000 50000 100000
+    python3 perf/idle_memory.py --proto tcp --conns 10000
 """
 import argparse, json, os, resource, selectors, socket, subprocess, sys, time
 
@@ -45,7 +49,31 @@ def free_port():
     return p
 
 
-def open_conns(port, n):
+# The client half of a WebSocket handshake (RFC 6455 section 1.3's sample key), followed at
+# once by a masked one-byte text message "x" (mask 01 02 03 04).
+WS_HELLO = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + bytes([0x81, 0x81, 1, 2, 3, 4, ord("x") ^ 1]))
+WS_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def echoed(proto, got):
+    """Whether `got` holds the whole answer: the echoed byte, or the 101 and the echoed frame."""
+    if proto == "tcp":
+        return len(got) >= 1
+    head, sep, rest = got.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    if not head.startswith(b"HTTP/1.1 101") or WS_ACCEPT not in head:
+        raise RuntimeError(f"handshake refused: {head[:200]!r}")
+    if len(rest) >= 3:
+        if rest[:3] != b"\x81\x01x":
+            raise RuntimeError(f"bad echo frame: {rest[:16]!r}")
+        return True
+    return False
+
+
+def open_conns(port, n, proto):
     conns = []
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -53,24 +81,31 @@ def open_conns(port, n):
         s.connect(("127.0.0.1", port))
         s.setblocking(False)
         conns.append(s)
-    # One byte each, echoed back: the server has accepted and serviced every connection.
+    # One message each, echoed back: the server has accepted and serviced every connection.
     sel = selectors.DefaultSelector()
+    got = {}
     for s in conns:
-        s.send(b"x")
+        s.send(b"x" if proto == "tcp" else WS_HELLO)
         sel.register(s, selectors.EVENT_READ)
+        got[s] = b""
     pending = len(conns)
     deadline = time.time() + 120
     while pending and time.time() < deadline:
         for key, _ in sel.select(timeout=1):
-            if key.fileobj.recv(16):
-                sel.unregister(key.fileobj)
+            s = key.fileobj
+            data = s.recv(4096)
+            if not data:
+                raise RuntimeError("server closed a connection")
+            got[s] += data
+            if echoed(proto, got[s]):
+                sel.unregister(s)
                 pending -= 1
     if pending:
         raise RuntimeError(f"{pending} connections never echoed")
     return conns
 
 
-def measure(binary, driver, n):
+def measure(binary, driver, n, proto):
     port, http = free_port(), free_port()
     srv = subprocess.Popen(
         [binary, "serve", "--threads", "1", "--driver", driver,
@@ -85,16 +120,19 @@ def measure(binary, driver, n):
         time.sleep(0.2)
         # Warm up allocator paths and the receive buffer pool (the ring cycles through all of
         # its buffers), then measure from there.
-        warm = open_conns(port, 1000)
+        target = port if proto == "tcp" else http
+        warm = open_conns(target, 1000, proto)
         for s in warm:
             s.close()
         time.sleep(0.5)
         rss0, mem0, slab0 = rss_kib(srv.pid), sockstat_pages(), slab_kib()
-        conns = open_conns(port, n)
-        time.sleep(0.5)
+        conns = open_conns(target, n, proto)
+        # Idle means idle: let the runtime's sweep (every 250 ms, 16k connections a time)
+        # return the out-queue storage of connections that have nothing queued.
+        time.sleep(0.5 + 0.25 * (n // 16384 + 1))
         rss1, mem1, slab1 = rss_kib(srv.pid), sockstat_pages(), slab_kib()
         res = {
-            "driver": driver, "conns": n,
+            "driver": driver, "proto": proto, "conns": n,
             "rss_before_kib": rss0, "rss_after_kib": rss1,
             "user_bytes_per_conn": round((rss1 - rss0) * 1024 / n, 1),
             "kernel_tcp_mem_bytes_per_conn": round((mem1 - mem0) * 4096 / n, 1),
@@ -116,6 +154,8 @@ def main():
     ap.add_argument("--bin", default="target/release/ringwire")
     ap.add_argument("--driver", action="append", default=[])
     ap.add_argument("--conns", type=int, nargs="+", default=[10000])
+    ap.add_argument("--proto", choices=["ws", "tcp"], default="ws",
+                    help="WebSocket connections (default) or raw TCP echo connections")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     need = max(a.conns) + 1000
@@ -129,10 +169,10 @@ def main():
     out = []
     for d in a.driver or ["uring", "epoll"]:
         for n in a.conns:
-            r = measure(a.bin, d, n)
+            r = measure(a.bin, d, n, a.proto)
             out.append(r)
             if not a.json:
-                print(f"driver={d:5} conns={n:6}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
+                print(f"driver={d:5} proto={a.proto} conns={n:6}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
                       f"(RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB)  "
                       f"kernel: TCP buffers {r['kernel_tcp_mem_bytes_per_conn']:.0f} B/conn, "
                       f"slab {r['kernel_slab_bytes_per_conn_both_ends']:.0f} B/conn (both ends, whole machine)",

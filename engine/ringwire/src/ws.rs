@@ -388,16 +388,14 @@ fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
 pub struct WsState {
     ws: WebSocket,
     id: ConnId,
-    peer: SocketAddr,
     subprotocol: Option<Arc<str>>,
     channels: Vec<Arc<str>>,
     last_rx: Instant,
     hb_tick: Instant,
     pong_timer: Option<TimerId>,
     close_timer: bool,
-    peer_close: Option<(Option<CloseCode>, String)>,
-    /// The message whose frame `frames` asked the runtime to hand over.
-    taken: Option<TakenMessage>,
+    /// The peer's Close (code, reason), boxed: most connections never hold one.
+    peer_close: Option<Box<(Option<CloseCode>, String)>>,
 }
 
 /// A message whose frame was taken from the input ([`ConnCtx::take_input`]): its kind and
@@ -411,12 +409,21 @@ struct TakenMessage {
 
 /// A connection on the HTTP/WebSocket port.
 pub enum HttpConn {
-    /// Waiting for a complete request head (the connection's id).
-    Handshake(ConnId),
+    /// Waiting for a complete request head: the connection's id and its handshake deadline
+    /// (cancelled once the request is in, so an open connection holds no timer).
+    Handshake(ConnId, TimerId),
     /// Plain HTTP, served by the HTTP plugin.
     Plain(Box<HttpState>),
     /// An open WebSocket.
     Ws(Box<WsState>),
+}
+
+/// The request head is in: the handshake deadline no longer applies (the HTTP plugin keeps
+/// its own request timers, a WebSocket its heartbeat and idle ones).
+fn cancel_handshake_timer(conn: &HttpConn, cx: &mut ConnCtx<'_>) {
+    if let HttpConn::Handshake(_, t) = conn {
+        cx.cancel_timer(*t);
+    }
 }
 
 /// What a WebSocket application implements (one instance per core).
@@ -521,7 +528,7 @@ impl<'c> WsCtx<'_, 'c> {
     }
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.st.peer
+        self.cx.peer_addr()
     }
     /// The negotiated subprotocol.
     pub fn subprotocol(&self) -> Option<&str> {
@@ -672,6 +679,11 @@ impl<'c> WsCore<'_, 'c> {
 pub struct WsServer<H> {
     handler: H,
     cfg: Arc<WsServerConfig>,
+    /// `cfg.codec`, shared by this core's connections.
+    codec: Arc<ringwire_ws::Config>,
+    /// The message whose frame `frames` asked the runtime to hand over, and its connection:
+    /// [`Plugin::on_owned_data`] follows that `on_data` at once, so one slot per core does.
+    taken: Option<(ConnId, TakenMessage)>,
     reg: Registry,
     http: HttpServer,
     out: Vec<u8>,
@@ -682,6 +694,8 @@ impl<H: WsHandler> WsServer<H> {
     pub fn new(handler: H, cfg: Arc<WsServerConfig>) -> Self {
         WsServer {
             handler,
+            codec: Arc::new(cfg.codec.clone()),
+            taken: None,
             cfg,
             reg: Registry {
                 all: HashSet::new(),
@@ -788,9 +802,8 @@ impl<H: WsHandler> WsServer<H> {
         let id = cx.id();
         let sp: Option<Arc<str>> = subprotocol.map(Arc::from);
         let st = WsState {
-            ws: WebSocket::server(self.cfg.codec.clone(), deflate),
+            ws: WebSocket::server(self.codec.clone(), deflate),
             id,
-            peer,
             subprotocol: sp.clone(),
             channels: Vec::new(),
             last_rx: now,
@@ -798,7 +811,6 @@ impl<H: WsHandler> WsServer<H> {
             pong_timer: None,
             close_timer: false,
             peer_close: None,
-            taken: None,
         };
         self.reg.all.insert(id);
         if let Some(bits) = shared_deflate {
@@ -816,6 +828,7 @@ impl<H: WsHandler> WsServer<H> {
         if let Some(l) = self.http.log() {
             l.handshake(cx, peer, id, req.path(), Ok(subprotocol));
         }
+        cancel_handshake_timer(conn, cx);
         *conn = HttpConn::Ws(Box::new(st));
         if let HttpConn::Ws(st) = conn {
             let mut ws = WsCtx {
@@ -837,6 +850,7 @@ impl<H: WsHandler> WsServer<H> {
         cx: &mut ConnCtx<'_>,
         data: &mut [u8],
     ) -> usize {
+        cancel_handshake_timer(conn, cx);
         let mut st = Box::new(self.http.new_conn(cx));
         let used = self.http.on_data(&mut st, cx, data);
         *conn = HttpConn::Plain(st);
@@ -896,7 +910,8 @@ impl<H: WsHandler> WsServer<H> {
                 break;
             };
             if let Some(l) = self.http.log() {
-                l.ws_event(cx, st.peer, st.id, &ev);
+                let peer = cx.peer_addr();
+                l.ws_event(cx, peer, st.id, &ev);
             }
             let mut ws = WsCtx {
                 cx,
@@ -919,11 +934,12 @@ impl<H: WsHandler> WsServer<H> {
                         // A large message in the connection's buffer: have the runtime hand over
                         // the frame's bytes, and deliver it from on_owned_data (next, before
                         // any more input is read).
-                        ws.st.taken = Some(TakenMessage {
+                        let t = TakenMessage {
                             kind,
                             off,
                             len: data.len(),
-                        });
+                        };
+                        self.taken = Some((ws.st.id, t));
                         ws.cx.take_input(frame);
                         start = at;
                         break;
@@ -964,7 +980,7 @@ impl<H: WsHandler> WsServer<H> {
                     self.handler.on_pong(&mut ws, p);
                 }
                 WsEvent::Close { code, reason } => {
-                    ws.st.peer_close = Some((code, reason.to_owned()));
+                    ws.st.peer_close = Some(Box::new((code, reason.to_owned())));
                 }
             }
             if start >= data.len() {
@@ -977,7 +993,14 @@ impl<H: WsHandler> WsServer<H> {
 
     /// A message whose frame [`WsServer::frames`] took from the input: deliver it as bytes.
     fn taken_message(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, frame: Bytes) {
-        let Some(t) = st.taken.take() else { return };
+        let Some(t) = self
+            .taken
+            .take()
+            .filter(|(id, _)| *id == st.id)
+            .map(|(_, t)| t)
+        else {
+            return;
+        };
         let Some(end) = t.off.checked_add(t.len).filter(|&e| e <= frame.len()) else {
             return;
         };
@@ -1101,13 +1124,13 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         if let Some(l) = self.http.log() {
             l.connect(cx, peer, id);
         }
-        cx.set_timer(self.cfg.handshake_timeout, T_HANDSHAKE);
-        Some(HttpConn::Handshake(id))
+        let timer = cx.set_timer(self.cfg.handshake_timeout, T_HANDSHAKE);
+        Some(HttpConn::Handshake(id, timer))
     }
 
     fn on_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         match conn {
-            HttpConn::Handshake(_) => self.handshake(conn, cx, data),
+            HttpConn::Handshake(..) => self.handshake(conn, cx, data),
             HttpConn::Plain(st) => self.http.on_data(st, cx, data),
             HttpConn::Ws(st) => self.frames(st, cx, data),
         }
@@ -1128,7 +1151,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         {
             // TCP FIN without a Close frame: abnormal closure (1006).
             st.peer_close
-                .get_or_insert((Some(CloseCode::ABNORMAL), String::new()));
+                .get_or_insert_with(|| Box::new((Some(CloseCode::ABNORMAL), String::new())));
         }
         cx.close();
     }
@@ -1138,7 +1161,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             return self.http.on_timer(st, cx, token);
         }
         let HttpConn::Ws(st) = conn else {
-            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake(_)) {
+            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake(..)) {
                 // Slowloris: no complete request in time.
                 let _ = write_error_response(408, &[], &mut self.out);
                 self.flush(cx);
@@ -1246,7 +1269,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         }
         if let Some(l) = self.http.log() {
             let id = match &conn {
-                HttpConn::Handshake(id) => *id,
+                HttpConn::Handshake(id, _) => *id,
                 HttpConn::Plain(st) => st.id(),
                 HttpConn::Ws(st) => st.id,
             };
@@ -1269,7 +1292,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
                     self.reg.subprotocols.remove(p);
                 }
             }
-            let (code, reason) = match &st.peer_close {
+            let (code, reason) = match st.peer_close.as_deref() {
                 Some((code, reason)) => (code.unwrap_or(CloseCode::NO_STATUS), reason.as_str()),
                 None => (CloseCode::ABNORMAL, ""),
             };

@@ -150,8 +150,9 @@ pub(crate) struct Conn {
     /// io_uring operations in flight on this fd; the slot is freed only at zero.
     pub inflight: u16,
     pub listener: u16,
+    /// The peer's address. The local one is not kept (32 bytes a connection):
+    /// [`ConnCtx::local_addr`] asks the kernel.
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     pub out: VecDeque<OutChunk>,
     pub out_len: usize,
     /// Bytes of `out.front()` already written.
@@ -354,6 +355,8 @@ pub(crate) enum TimerTarget {
     ThrottleWrite(Key),
     ShutdownDeadline,
     PublishStats,
+    /// The idle-memory sweep ([`Shared::trim_idle`]).
+    Trim,
     TlsHandshake(Key),
     Connect(Key),
 }
@@ -361,6 +364,11 @@ pub(crate) enum TimerTarget {
 /// A timer handle, for [`CoreCtx::cancel_timer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId(TimerKey);
+
+/// How often [`Shared::trim_idle`] runs, and how many connection slots it visits each time
+/// (a full pass over 100k connections takes about 1.5 s; a visit is a few nanoseconds).
+const TRIM_EVERY: Duration = Duration::from_millis(250);
+const TRIM_BATCH: u32 = 16 * 1024;
 
 /// A UDP datagram the plugin queued, sent by the driver after the callback.
 pub(crate) struct UdpOut {
@@ -379,6 +387,8 @@ pub(crate) enum UdpOp {
 
 /// Everything a context may touch.
 pub(crate) struct Shared {
+    /// Where the next idle-memory sweep starts ([`Shared::trim_idle`]).
+    pub trim_cursor: u32,
     pub core: usize,
     pub now: Instant,
     pub conns: Slab<Conn>,
@@ -473,6 +483,31 @@ impl Input<'_> {
 }
 
 impl Shared {
+    /// Release the out-queue storage of connections whose queue is empty, [`TRIM_BATCH`]
+    /// slots per call, round the slab. A queue keeps its capacity between sends (a busy
+    /// connection reuses it, no allocation per message); this sweep gives it back once the
+    /// connection is idle, so an idle connection holds no queue memory (128 bytes otherwise).
+    pub(crate) fn trim_idle(&mut self) {
+        let slots = self.conns.slots() as u32;
+        if slots == 0 {
+            return;
+        }
+        let mut i = self.trim_cursor.min(slots);
+        for _ in 0..TRIM_BATCH.min(slots) {
+            if i >= slots {
+                i = 0;
+            }
+            if let Some((_, c)) = self.conns.get_by_index_mut(i)
+                && c.out.is_empty()
+                && c.out.capacity() > 0
+            {
+                c.out = VecDeque::new();
+            }
+            i += 1;
+        }
+        self.trim_cursor = i;
+    }
+
     pub(crate) fn mark_dirty(&mut self, key: Key) {
         if let Some(c) = self.conns.get_mut(key)
             && c.flags & DIRTY == 0
@@ -522,6 +557,12 @@ impl Shared {
         };
         if total == 0 {
             return Ok(c.out_len);
+        }
+        if c.out.capacity() == 0 {
+            // Exactly what this send needs (one chunk, mostly): a queue first grows to room for
+            // 4 chunks (128 bytes) however many it will hold, and the memory a connection
+            // touched stays in the process even after the idle sweep frees it.
+            c.out.reserve_exact(chunks.len());
         }
         if let Some(t) = c.tls.as_mut() {
             t.encrypt(chunks);
@@ -796,15 +837,12 @@ impl<'a> CoreCtx<'a> {
                 return Err(e);
             }
         };
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let local = socket_addrs(fd).0.unwrap_or(unspecified);
         let conn = Conn {
             fd,
             flags: CONNECTING,
             inflight: 0,
             listener: OUTGOING,
             peer: addr,
-            local,
             out: VecDeque::new(),
             out_len: 0,
             out_off: 0,
@@ -948,10 +986,12 @@ impl ConnCtx<'_> {
         self.conn()
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
     }
-    /// The local address the connection arrived on.
+    /// The local address the connection arrived on (or, outgoing, was bound to). It is not
+    /// stored per connection: each call asks the kernel (getsockname(2)).
     pub fn local_addr(&self) -> SocketAddr {
         self.conn()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.local)
+            .and_then(|c| sock_addr(c.fd, false))
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
     /// Queue bytes (owned or shared, never copied). Returns the bytes now buffered.
     pub fn send(&mut self, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
@@ -1173,6 +1213,9 @@ impl<P: Plugin> Core<P> {
         self.plugin.on_start(&mut cx);
         let t = self.sh.now + Duration::from_millis(100);
         self.sh.timers.insert(t, TimerTarget::PublishStats);
+        self.sh
+            .timers
+            .insert(self.sh.now + TRIM_EVERY, TimerTarget::Trim);
     }
 
     /// Whether a newly accepted socket may be kept (the global max-connections limit).
@@ -1189,13 +1232,7 @@ impl<P: Plugin> Core<P> {
     }
 
     /// A connection was accepted (and admitted). Returns its key if the plugin kept it.
-    pub(crate) fn open(
-        &mut self,
-        fd: RawFd,
-        listener: usize,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> Option<Key> {
+    pub(crate) fn open(&mut self, fd: RawFd, listener: usize, peer: SocketAddr) -> Option<Key> {
         let cfg = &self.sh.cfg;
         let conn = Conn {
             fd,
@@ -1203,7 +1240,6 @@ impl<P: Plugin> Core<P> {
             inflight: 0,
             listener: listener as u16,
             peer,
-            local,
             out: VecDeque::new(),
             out_len: 0,
             out_off: 0,
@@ -1286,9 +1322,6 @@ impl<P: Plugin> Core<P> {
         }
         match res {
             Ok(()) => {
-                if let Some(local) = socket_addrs(c.fd).0 {
-                    c.local = local;
-                }
                 if let Some(t) = c.tls.as_mut() {
                     // The ClientHello goes out now; on_open follows the handshake.
                     c.out_len += t.drain_into(&mut c.out);
@@ -1764,6 +1797,10 @@ impl<P: Plugin> Core<P> {
                         .timers
                         .insert(now + Duration::from_millis(100), TimerTarget::PublishStats);
                 }
+                TimerTarget::Trim => {
+                    self.sh.trim_idle();
+                    self.sh.timers.insert(now + TRIM_EVERY, TimerTarget::Trim);
+                }
             }
         }
     }
@@ -1863,28 +1900,25 @@ pub(crate) fn std_to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, lib
     (ss, len)
 }
 
-/// The local and peer address of a connected socket.
-pub(crate) fn socket_addrs(fd: RawFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    fn get(fd: RawFd, peer: bool) -> Option<SocketAddr> {
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let p = (&mut ss as *mut libc::sockaddr_storage).cast();
-        // SAFETY: `ss` and `len` are valid for writes of the storage's size.
-        let r = unsafe {
-            if peer {
-                libc::getpeername(fd, p, &mut len)
-            } else {
-                libc::getsockname(fd, p, &mut len)
-            }
-        };
-        if r == 0 {
-            sockaddr_to_std(&ss, len)
+/// The peer's (`peer`) or the local address of a connected socket.
+pub(crate) fn sock_addr(fd: RawFd, peer: bool) -> Option<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+    // SAFETY: `ss` and `len` are valid for writes of the storage's size.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd, p, &mut len)
         } else {
-            None
+            libc::getsockname(fd, p, &mut len)
         }
+    };
+    if r == 0 {
+        sockaddr_to_std(&ss, len)
+    } else {
+        None
     }
-    (get(fd, false), get(fd, true))
 }
 
 /// The client side of a TLS connection to `server_name`.

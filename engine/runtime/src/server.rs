@@ -161,6 +161,7 @@ impl ServerBuilder {
                     }
                     let udp_n = udp.len();
                     let sh = Shared {
+                        trim_cursor: 0,
                         core,
                         now: Instant::now(),
                         conns: Slab::new(),

@@ -176,6 +176,12 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The number of slots, occupied or free: every index below it may be passed to
+    /// [`Slab::get_by_index_mut`].
+    pub fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whatever currently lives at `index`, with its current key; `None` if the slot is free or
     /// out of range. For callers that only kept the index (no generation check is possible).
     pub fn get_by_index_mut(&mut self, index: u32) -> Option<(Key, &mut T)> {

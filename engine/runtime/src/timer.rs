@@ -54,9 +54,8 @@ pub struct TimerKey {
 #[derive(Debug)]
 struct Node<T> {
     value: T,
-    /// The deadline as given to `insert`.
-    deadline: Instant,
-    /// The deadline in ticks, rounded up, clamped to `MAX_TICK`.
+    /// The deadline in ticks, rounded up, clamped to `MAX_TICK` (the deadline itself is not
+    /// kept: 16 bytes a timer, and a connection often has one or two).
     when: u64,
     prev: u32,
     next: u32,
@@ -136,7 +135,6 @@ impl<T> TimerWheel<T> {
         let when = self.ceil_tick(deadline);
         let node = Node {
             value,
-            deadline,
             when,
             prev: NIL,
             next: NIL,
@@ -158,12 +156,18 @@ impl<T> TimerWheel<T> {
         self.take(key.index).map(|(_, value)| value)
     }
 
-    /// The deadline a pending timer was inserted with (not rounded); `None` once it fired or
-    /// was cancelled.
+    /// When a pending timer fires: its deadline rounded up to the tick grid (a deadline before
+    /// the wheel's start counts as the start). `None` once it fired or was cancelled, or for a
+    /// deadline clamped beyond the wheel's range.
     pub fn deadline(&self, key: TimerKey) -> Option<Instant> {
         match self.entries.get(key.index as usize) {
-            Some(Entry::Occupied { generation, node }) if *generation == key.generation => {
-                Some(node.deadline)
+            Some(Entry::Occupied { generation, node })
+                if *generation == key.generation && node.when < MAX_TICK =>
+            {
+                let ns = u128::from(node.when) * self.tick_ns;
+                let secs = u64::try_from(ns / 1_000_000_000).ok()?;
+                let d = Duration::new(secs, (ns % 1_000_000_000) as u32);
+                self.start.checked_add(d)
             }
             _ => None,
         }
@@ -682,7 +686,9 @@ mod tests {
         let year = Duration::from_secs(365 * 86400);
         let k = w.insert(t0 + 200 * year, ());
         let near = w.insert(t0 + year, ());
-        assert_eq!(w.deadline(k), Some(t0 + 200 * year));
+        // Clamped: it has no firing instant, yet it stays pending (cancel finds it below).
+        assert_eq!(w.deadline(k), None);
+        assert_eq!(w.deadline(near), Some(t0 + year));
         assert_eq!(w.poll_expired(t0 + 300 * year), Some((near, ())));
         assert!(w.poll_expired(t0 + 300 * year).is_none());
         assert!(w.next_expiration().is_some());
@@ -749,7 +755,7 @@ mod tests {
                         _ => now + Duration::from_nanos(rng.below(ten_h_ns)),
                     };
                     let key = w.insert(deadline, id);
-                    assert_eq!(w.deadline(key), Some(deadline));
+                    assert_eq!(w.deadline(key), Some(rounded(t0, tick, deadline)));
                     all_keys.push(key);
                     pending.insert(id, (key, deadline));
                     by_due.insert((rounded(t0, tick, deadline), id));

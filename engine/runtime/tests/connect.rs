@@ -87,6 +87,11 @@ impl Plugin for Relay {
                     let mut parts = cmd.split_whitespace();
                     match (parts.next(), self.last_out) {
                         (Some("CONNECT"), _) => {}
+                        (Some("ADDRS"), _) => {
+                            let msg = format!("ADDRS {} {}\n", cx.local_addr(), cx.peer_addr());
+                            let _ = cx.send(msg.into_bytes());
+                            continue;
+                        }
                         (Some("FROM"), _) => {
                             // FROM addr source-ip [tls-name]
                             let addr: SocketAddr = parts.next().unwrap().parse().unwrap();
@@ -377,6 +382,10 @@ fn connect_from_a_source_address(d: DriverChoice) {
         peers
     });
     let (mut w, mut r) = control(s.control);
+    // The addresses of the control connection itself, as the engine reports them.
+    w.write_all(b"ADDRS\n").unwrap();
+    let me = w.local_addr().unwrap();
+    assert_eq!(line(&mut r), format!("ADDRS {} {me}", s.control));
     for ip in ["127.0.0.3", "127.0.0.4"] {
         w.write_all(format!("FROM {oa} {ip}\n").as_bytes()).unwrap();
         assert_eq!(line(&mut r), "OPEN false");

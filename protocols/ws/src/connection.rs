@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha1::{Digest as _, Sha1};
@@ -296,7 +297,8 @@ impl MaskGen {
 /// call back.
 pub struct WebSocket {
     role: Role,
-    config: Config,
+    /// Shared by every connection made from the same `Arc` (64 bytes each otherwise).
+    config: Arc<Config>,
     state: State,
     close_deadline: Option<Instant>,
     rx_msg: Option<RxMessage>,
@@ -327,16 +329,21 @@ impl fmt::Debug for WebSocket {
 
 impl WebSocket {
     /// A server-side connection. `deflate` is what the handshake negotiated.
-    pub fn server(config: Config, deflate: Option<DeflateParams>) -> Self {
-        Self::new(Role::Server, config, deflate, None)
+    /// `config` is a [`Config`] or, to share one among many connections, an `Arc<Config>`.
+    pub fn server(config: impl Into<Arc<Config>>, deflate: Option<DeflateParams>) -> Self {
+        Self::new(Role::Server, config.into(), deflate, None)
     }
 
     /// A client-side connection. `mask_entropy` must be 16 bytes from a CSPRNG: every frame
     /// the client sends is masked with a key derived from it.
-    pub fn client(config: Config, deflate: Option<DeflateParams>, mask_entropy: [u8; 16]) -> Self {
+    pub fn client(
+        config: impl Into<Arc<Config>>,
+        deflate: Option<DeflateParams>,
+        mask_entropy: [u8; 16],
+    ) -> Self {
         Self::new(
             Role::Client,
-            config,
+            config.into(),
             deflate,
             Some(Box::new(MaskGen::new(mask_entropy))),
         )
@@ -344,7 +351,7 @@ impl WebSocket {
 
     fn new(
         role: Role,
-        config: Config,
+        config: Arc<Config>,
         deflate_params: Option<DeflateParams>,
         masks: Option<Box<MaskGen>>,
     ) -> Self {

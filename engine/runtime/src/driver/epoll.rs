@@ -16,7 +16,7 @@ use super::FileStep;
 use crate::bus::{Bus, Wake};
 use crate::core::{
     ABORT, CONNECTING, Core, DIRTY, Next, OutChunk, RDHUP, READ_READY, WRITE_BLOCKED,
-    sockaddr_to_std, socket_addrs, std_to_sockaddr,
+    sockaddr_to_std, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::Key;
@@ -170,7 +170,6 @@ impl Epoll {
             super::uring::set_nodelay(fd, core.sh.cfg.nodelay);
             let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
             let peer = sockaddr_to_std(&ss, len).unwrap_or(unspecified);
-            let local = socket_addrs(fd).0.unwrap_or(unspecified);
             let key = core.sh.conns.vacant_key();
             if let Err(e) = self.poll.registry().register(
                 &mut SourceFd(&fd),
@@ -186,7 +185,7 @@ impl Epoll {
                 unsafe { libc::close(fd) };
                 continue;
             }
-            if let Some(k) = core.open(fd, i, peer, local) {
+            if let Some(k) = core.open(fd, i, peer) {
                 debug_assert_eq!(k, key);
                 if let Some(c) = core.sh.conns.get_mut(k) {
                     // Data may already be waiting; the first edge may have come before registration.

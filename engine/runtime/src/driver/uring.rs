@@ -21,8 +21,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, CANCELING, Core, Next, OutChunk, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT,
-    sockaddr_to_std, socket_addrs, std_to_sockaddr,
+    ABORT, CANCELING, Core, Next, OutChunk, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sock_addr,
+    sockaddr_to_std, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::{Key, Slab};
@@ -1031,14 +1031,9 @@ impl Uring {
             return;
         }
         set_nodelay(fd, core.sh.cfg.nodelay);
-        let (local, peer) = socket_addrs(fd);
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        if let Some(key) = core.open(
-            fd,
-            listener,
-            peer.unwrap_or(unspecified),
-            local.unwrap_or(unspecified),
-        ) {
+        // Multishot accept reports no address: one getpeername.
+        let peer = sock_addr(fd, true).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        if let Some(key) = core.open(fd, listener, peer) {
             core.sh.mark_dirty(key);
         }
     }
