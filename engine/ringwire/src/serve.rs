@@ -71,8 +71,9 @@ pub enum RouterConn {
     Http(HttpConn),
     /// On an echo listener.
     Echo(()),
-    /// On a STUN/TURN listener.
-    Stun(StunConn),
+    /// On a STUN/TURN listener (boxed: it is the largest, and the rarest on a busy server;
+    /// every connection slot is as large as the largest variant).
+    Stun(Box<StunConn>),
 }
 
 impl Router {
@@ -105,7 +106,11 @@ impl Plugin for Router {
         match self.services.get(cx.listener().0).copied()? {
             Service::Http => self.http.on_open(cx).map(RouterConn::Http),
             Service::TcpEcho => self.echo.on_open(cx).map(RouterConn::Echo),
-            Service::Stun => self.stun.as_mut()?.on_open(cx).map(RouterConn::Stun),
+            Service::Stun => self
+                .stun
+                .as_mut()?
+                .on_open(cx)
+                .map(|c| RouterConn::Stun(Box::new(c))),
         }
     }
 
@@ -157,7 +162,7 @@ impl Plugin for Router {
             RouterConn::Echo(c) => self.echo.on_close(c, cx, reason),
             RouterConn::Stun(c) => {
                 if let Some(s) = self.stun.as_mut() {
-                    s.on_close(c, cx, reason);
+                    s.on_close(*c, cx, reason);
                 }
             }
         }

@@ -391,9 +391,10 @@ pub struct WsState {
     subprotocol: Option<Arc<str>>,
     channels: Vec<Arc<str>>,
     last_rx: Instant,
-    hb_tick: Instant,
     pong_timer: Option<TimerId>,
     close_timer: bool,
+    /// Input arrived since the last heartbeat tick (only-if-idle heartbeats skip the ping).
+    rx_since_hb: bool,
     /// The peer's Close (code, reason), boxed: most connections never hold one.
     peer_close: Option<Box<(Option<CloseCode>, String)>>,
 }
@@ -807,7 +808,7 @@ impl<H: WsHandler> WsServer<H> {
             subprotocol: sp.clone(),
             channels: Vec::new(),
             last_rx: now,
-            hb_tick: now,
+            rx_since_hb: false,
             pong_timer: None,
             close_timer: false,
             peer_close: None,
@@ -876,6 +877,7 @@ impl<H: WsHandler> WsServer<H> {
     fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         let now = cx.now();
         st.last_rx = now;
+        st.rx_since_hb = true;
         // In only-if-idle mode any input is proof of life: it also answers an outstanding ping.
         if self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle)
             && let Some(t) = st.pong_timer.take()
@@ -1174,8 +1176,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             T_HEARTBEAT => {
                 let Some(hb) = self.cfg.heartbeat else { return };
                 cx.set_timer(hb.interval, T_HEARTBEAT);
-                let quiet = st.last_rx <= st.hb_tick;
-                st.hb_tick = now;
+                let quiet = !std::mem::take(&mut st.rx_since_hb);
                 if st.ws.state() != State::Open || (hb.only_if_idle && !quiet) {
                     return;
                 }
