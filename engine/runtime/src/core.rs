@@ -8,6 +8,7 @@
 //! `setsockopt(SO_LINGER)` and the final `close(2)`, which both drivers need identically.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -1365,14 +1366,30 @@ impl<P: Plugin> Core<P> {
 
     /// Bytes arrived on a connection. `data` is the driver's receive buffer.
     pub(crate) fn deliver(&mut self, key: Key, data: &mut [u8]) {
-        let now = self.sh.now;
+        if !self.count_input(key, data.len()) {
+            return; // input after close is discarded
+        }
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
-        self.sh.stats.bytes_in += data.len() as u64;
+        if c.tls.is_some() {
+            self.deliver_tls(key, data);
+        } else {
+            self.deliver_plain(key, data);
+        }
+    }
+
+    /// Count `n` bytes read on `key` (stats, read throttle). False if they are to be discarded:
+    /// the connection is gone or closing.
+    fn count_input(&mut self, key: Key, n: usize) -> bool {
+        let now = self.sh.now;
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return false;
+        };
+        self.sh.stats.bytes_in += n as u64;
         if let Some(b) = c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
             b.refill(now);
-            b.spend(data.len());
+            b.spend(n);
             if b.budget <= 0 && c.flags & THROTTLED_R == 0 {
                 c.flags |= THROTTLED_R;
                 let wait = b.wait();
@@ -1380,17 +1397,47 @@ impl<P: Plugin> Core<P> {
                 self.sh.mark_dirty(key);
             }
         }
+        self.sh
+            .conns
+            .get(key)
+            .is_some_and(|c| c.flags & (CLOSING | ABORT) == 0)
+    }
+
+    /// Where a driver may read the next bytes of `key` straight into the connection's input
+    /// buffer: a plain (not TLS) connection whose buffer holds the start of a record and has
+    /// at least `min` bytes of room reserved for the rest (a large WebSocket frame, say).
+    /// Reading there saves copying every byte of the record from the driver's buffer.
+    pub(crate) fn direct_input(&mut self, key: Key, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        let c = self.sh.conns.get_mut(key)?;
+        if c.tls.is_some() || c.inbuf.is_empty() || c.flags & (CLOSING | ABORT) != 0 {
+            return None;
+        }
+        let spare = c.inbuf.spare_capacity_mut();
+        (spare.len() >= min).then_some(spare)
+    }
+
+    /// `n` bytes were read into the room [`Core::direct_input`] gave: they now follow the
+    /// buffered input, which is offered to the plugin.
+    pub(crate) fn deliver_direct(&mut self, key: Key, n: usize) {
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
-        if c.flags & (CLOSING | ABORT) != 0 {
-            return; // input after close is discarded
+        let len = c.inbuf.len() + n;
+        assert!(
+            len <= c.inbuf.capacity(),
+            "direct read past the reserved room"
+        );
+        // SAFETY: the driver's read initialized the `n` bytes after `len - n`, inside the
+        // capacity (checked above); `u8` has no invalid bit patterns.
+        unsafe { c.inbuf.set_len(len) };
+        if !self.count_input(key, n) {
+            return;
         }
-        if c.tls.is_some() {
-            self.deliver_tls(key, data);
-        } else {
-            self.deliver_plain(key, data);
-        }
+        let Some(c) = self.sh.conns.get_mut(key) else {
+            return;
+        };
+        let buf = std::mem::take(&mut c.inbuf);
+        self.offer_buffered(key, buf);
     }
 
     /// Records arrived on a TLS connection: decrypt, finish the handshake (then open the

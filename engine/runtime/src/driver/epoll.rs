@@ -197,6 +197,8 @@ impl Epoll {
     }
 
     fn read<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        /// Reserved input room worth reading into directly (smaller: the shared buffer).
+        const DIRECT_READ_MIN: usize = 16 * 1024;
         let turns = core.sh.cfg.reads_per_turn.max(1);
         for _ in 0..turns {
             let Some(c) = core.sh.conns.get_mut(key) else {
@@ -206,9 +208,26 @@ impl Epoll {
                 return;
             }
             let fd = c.fd;
-            let want = c.read_allowance(core.sh.now).clamp(1, self.buf.len());
-            // SAFETY: reading into our own buffer, within its length.
-            let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), want, 0) };
+            let allowance = c.read_allowance(core.sh.now);
+            // The rest of a large record goes straight into the room reserved for it.
+            let (n, want, direct) = match core.direct_input(key, DIRECT_READ_MIN) {
+                Some(room) => {
+                    let want = allowance.clamp(1, room.len());
+                    // SAFETY: reading into the connection's reserved, uninitialized room,
+                    // within its length; deliver_direct marks the bytes read as initialized.
+                    let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), want, 0) };
+                    (n, want, true)
+                }
+                None => {
+                    let want = allowance.clamp(1, self.buf.len());
+                    // SAFETY: reading into our own buffer, within its length.
+                    let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), want, 0) };
+                    (n, want, false)
+                }
+            };
+            let Some(c) = core.sh.conns.get_mut(key) else {
+                return;
+            };
             if n > 0 {
                 let n = n as usize;
                 if n < want && c.flags & RDHUP == 0 {
@@ -217,7 +236,11 @@ impl Epoll {
                     // returning 0 will show it.)
                     c.flags &= !READ_READY;
                 }
-                core.deliver(key, &mut self.buf[..n]);
+                if direct {
+                    core.deliver_direct(key, n);
+                } else {
+                    core.deliver(key, &mut self.buf[..n]);
+                }
             } else if n == 0 {
                 c.flags &= !READ_READY;
                 core.eof(key);
