@@ -366,6 +366,13 @@ pub(crate) enum TimerTarget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId(TimerKey);
 
+/// What a send queues: chunks the caller keeps (cloned: a reference count, or for `Bytes` made
+/// from a `Vec` a shared header allocated once), or one chunk it gives away (moved).
+enum Chunks<'a> {
+    Shared(&'a [Bytes]),
+    One(Bytes),
+}
+
 /// How often [`Shared::trim_idle`] runs, and how many connection slots it visits each time
 /// (a full pass over 100k connections takes about 1.5 s; a visit is a few nanoseconds).
 const TRIM_EVERY: Duration = Duration::from_millis(250);
@@ -551,7 +558,20 @@ impl Shared {
     }
 
     pub(crate) fn queue(&mut self, key: Key, chunks: &[Bytes]) -> Result<usize, SendError> {
-        let total: usize = chunks.iter().map(|b| b.len()).sum();
+        self.queue_chunks(key, Chunks::Shared(chunks))
+    }
+
+    /// [`Shared::queue`] of one chunk the caller gives away: it is moved into the queue, not
+    /// cloned (a clone of `Bytes` made from a `Vec` allocates its shared header).
+    pub(crate) fn queue_one(&mut self, key: Key, chunk: Bytes) -> Result<usize, SendError> {
+        self.queue_chunks(key, Chunks::One(chunk))
+    }
+
+    fn queue_chunks(&mut self, key: Key, chunks: Chunks<'_>) -> Result<usize, SendError> {
+        let (total, count) = match &chunks {
+            Chunks::Shared(v) => (v.iter().map(|b| b.len()).sum(), v.len()),
+            Chunks::One(b) => (b.len(), 1),
+        };
         self.admit(key, total)?;
         let Some(c) = self.conns.get_mut(key) else {
             return Err(SendError::Closed);
@@ -563,14 +583,22 @@ impl Shared {
             // Exactly what this send needs (one chunk, mostly): a queue first grows to room for
             // 4 chunks (128 bytes) however many it will hold, and the memory a connection
             // touched stays in the process even after the idle sweep frees it.
-            c.out.reserve_exact(chunks.len());
+            c.out.reserve_exact(count);
         }
         if let Some(t) = c.tls.as_mut() {
-            t.encrypt(chunks);
+            match &chunks {
+                Chunks::Shared(v) => t.encrypt(v),
+                Chunks::One(b) => t.encrypt(std::slice::from_ref(b)),
+            }
             c.out_len += t.drain_into(&mut c.out);
         } else {
-            for b in chunks.iter().filter(|b| !b.is_empty()) {
-                c.out.push_back(OutChunk::Mem(b.clone()));
+            match chunks {
+                Chunks::Shared(v) => {
+                    for b in v.iter().filter(|b| !b.is_empty()) {
+                        c.out.push_back(OutChunk::Mem(b.clone()));
+                    }
+                }
+                Chunks::One(b) => c.out.push_back(OutChunk::Mem(b)),
             }
             c.out_len += total;
         }
@@ -597,7 +625,7 @@ impl Shared {
         if c.tls.is_some() {
             // TLS encrypts in user space: the range is read and queued as bytes.
             return match read_range(file, off, len) {
-                Ok(v) => self.queue(key, &[Bytes::from(v)]),
+                Ok(v) => self.queue_one(key, Bytes::from(v)),
                 Err(e) => {
                     self.abort(key, CloseReason::Error(e.kind()));
                     Err(SendError::Closed)
@@ -715,7 +743,7 @@ impl<'a> CoreCtx<'a> {
         data: impl crate::plugin::IntoChunk,
     ) -> Result<usize, SendError> {
         let key = self.sh.key_of(id)?;
-        self.sh.queue(key, &[data.into_chunk()])
+        self.sh.queue_one(key, data.into_chunk())
     }
     /// Queue several chunks at once (written with one vectored write where possible); all or nothing.
     pub fn send_vectored_to(&mut self, id: ConnId, chunks: &[Bytes]) -> Result<usize, SendError> {
@@ -997,7 +1025,7 @@ impl ConnCtx<'_> {
     /// Queue bytes (owned or shared, never copied). Returns the bytes now buffered.
     pub fn send(&mut self, data: impl crate::plugin::IntoChunk) -> Result<usize, SendError> {
         let key = self.key;
-        self.core.sh.queue(key, &[data.into_chunk()])
+        self.core.sh.queue_one(key, data.into_chunk())
     }
     /// Queue several chunks, written vectored; all or nothing against the limit.
     pub fn send_vectored(&mut self, chunks: &[Bytes]) -> Result<usize, SendError> {

@@ -626,4 +626,9 @@ impl TlsInfo<'_> {
     pub fn resumed(&self) -> bool {
         self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
+    /// The key-exchange group agreed (X25519, secp256r1...); `None` for a TLS 1.2 session
+    /// resumed without a new key exchange.
+    pub fn key_exchange_group(&self) -> Option<rustls::NamedGroup> {
+        self.conn.negotiated_key_exchange_group().map(|g| g.name())
+    }
 }

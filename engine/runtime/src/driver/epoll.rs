@@ -4,6 +4,7 @@
 //! io_uring driver because both go through [`Core`].
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -305,10 +306,7 @@ impl Epoll {
                 }
                 continue;
             }
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOV];
+            let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
             let mut n = 0;
             let mut total = 0usize;
             for (i, b) in c.out.iter().enumerate() {
@@ -319,19 +317,31 @@ impl Epoll {
                 let OutChunk::Mem(b) = b else { break };
                 let s = if i == 0 { &b[c.out_off..] } else { &b[..] };
                 let len = s.len().min(allow - total);
-                iov[n] = libc::iovec {
+                iov[n].write(libc::iovec {
                     iov_base: s.as_ptr() as *mut libc::c_void,
                     iov_len: len,
-                };
+                });
                 total += len;
                 n += 1;
             }
-            // SAFETY: all-zero is a valid msghdr; it then points at `iov`, alive across the call.
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_iov = iov.as_mut_ptr();
-            hdr.msg_iovlen = n as _;
-            // SAFETY: the iovecs point into Bytes held by the out-queue, unchanged during the call.
-            let r = unsafe { libc::sendmsg(c.fd, &hdr, libc::MSG_NOSIGNAL) };
+            let r = if n == 1 {
+                // One chunk (an echo, mostly): plain send, no message header.
+                // SAFETY: iov[0] was written above and points into a Bytes held by the
+                // out-queue, unchanged during the call.
+                unsafe {
+                    let v = iov[0].assume_init();
+                    libc::send(c.fd, v.iov_base, v.iov_len, libc::MSG_NOSIGNAL)
+                }
+            } else {
+                // SAFETY: all-zero is a valid msghdr; it then points at the `n` iovecs written
+                // above, alive across the call.
+                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                hdr.msg_iov = iov.as_mut_ptr().cast();
+                hdr.msg_iovlen = n as _;
+                // SAFETY: the iovecs point into Bytes held by the out-queue, unchanged during
+                // the call.
+                unsafe { libc::sendmsg(c.fd, &hdr, libc::MSG_NOSIGNAL) }
+            };
             if r >= 0 {
                 let r = r as usize;
                 if r < total {
