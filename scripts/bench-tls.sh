@@ -3,7 +3,8 @@
 # core, full and resumed, and wss echo messages/s beside plain ws, for ringwire
 # (uring and epoll drivers) and a tokio-rustls + tokio-tungstenite server
 # (bench/peers/tls-tungstenite-echo; its plain twin is tungstenite-echo), all
-# driven by the same client, ringwire-load (bench/load, rustls sans-IO on mio).
+# driven by the same client, ringwire-load (bench/load: rustls on ringwire-runtime,
+# io_uring when its probe passes; each client JSON names its driver).
 #
 # One server thread under `taskset -c $SERVER_CPU`, the client under
 # `taskset -c $CLIENT_CPU`, a fresh server per run, servers alternated case by
@@ -272,7 +273,7 @@ export RUSTC=$(rustc --version 2>/dev/null || echo unknown)
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]] || REV="$REV (dirty tree)"
 PL=$ROOT/bench/peers/Cargo.lock ML=$ROOT/Cargo.lock
-export VERSIONS="ringwire $REV (rustls $(lockver "$ML" rustls), ring $(lockver "$ML" ring)); peer: tokio-rustls $(lockver "$PL" tokio-rustls) (rustls $(lockver "$PL" rustls), ring $(lockver "$PL" ring)), tokio-tungstenite $(lockver "$PL" tokio-tungstenite), tokio $(lockver "$PL" tokio); client: ringwire-load (rustls $(lockver "$ML" rustls), mio $(lockver "$ML" mio))"
+export VERSIONS="ringwire $REV (rustls $(lockver "$ML" rustls), ring $(lockver "$ML" ring)); peer: tokio-rustls $(lockver "$PL" tokio-rustls) (rustls $(lockver "$PL" rustls), ring $(lockver "$PL" ring)), tokio-tungstenite $(lockver "$PL" tokio-tungstenite), tokio $(lockver "$PL" tokio); client: ringwire-load on ringwire-runtime (same revision), driver auto (rustls $(lockver "$ML" rustls))"
 export LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) RUNS RAW COMMANDS OUT_JSON OUT_MD STAMP ROOT
 export SECS WARMUP ROUNDS SERVER_CPU CLIENT_CPU TLS12
 export SETTINGS="SECS=$SECS WARMUP=$WARMUP ROUNDS=$ROUNDS TLS12=$TLS12 CASES=\"$CASES\" SERVERS=\"$SERVERS\""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark runner (issue 4, bench/README.md): ringwire and the
 # peer servers of bench/peers, one server thread pinned to CPU $SERVER_CPU, all
-# driven by the same load generator, ringwire-load (bench/load), pinned to CPU
+# driven by the same load generator, ringwire-load (bench/load, on ringwire-runtime:
+# io_uring when its probe passes, each client JSON names its driver), pinned to CPU
 # $CLIENT_CPU. Servers alternate case by case within a round (A B C, then C B A
 # the next round); the tables report medians over rounds. Every echo is verified
 # byte for byte by the client; a failed run makes the script exit 1.
@@ -320,7 +321,7 @@ export RUSTC=$(rustc --version 2>/dev/null || echo unknown)
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null | head -1) ]] || REV="$REV (dirty tree)"
 PL=$ROOT/bench/peers/Cargo.lock
-export VERSIONS="ringwire $REV; fastwebsockets $(lockver "$PL" fastwebsockets) (hyper $(lockver "$PL" hyper)); tokio-tungstenite $(lockver "$PL" tokio-tungstenite); tokio-websockets $(lockver "$PL" tokio-websockets); monoio $(lockver "$PL" monoio); tokio $(lockver "$PL" tokio); client: ringwire-load (mio $(lockver "$ROOT/Cargo.lock" mio), hdrhistogram $(lockver "$ROOT/Cargo.lock" hdrhistogram))"
+export VERSIONS="ringwire $REV; fastwebsockets $(lockver "$PL" fastwebsockets) (hyper $(lockver "$PL" hyper)); tokio-tungstenite $(lockver "$PL" tokio-tungstenite); tokio-websockets $(lockver "$PL" tokio-websockets); monoio $(lockver "$PL" monoio); tokio $(lockver "$PL" tokio); client: ringwire-load on ringwire-runtime (same revision), driver auto (hdrhistogram $(lockver "$ROOT/Cargo.lock" hdrhistogram))"
 export LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) RUNS RAW COMMANDS OUT_JSON OUT_MD STAMP ROOT
 export SECS WARMUP ROUNDS SERVER_CPU CLIENT_CPU THREADS COUNTER CASES
 export RATES=$(for c in "${!RATE_OF[@]}"; do printf '%s=%s ' "$c" "${RATE_OF[$c]}"; done)

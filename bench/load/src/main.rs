@@ -24,19 +24,28 @@
 //! Every echo, pong and broadcast is verified byte for byte (a per-message stamp in the first
 //! 16 payload bytes, so a stale echo cannot pass); any mismatch, protocol error or unexpected
 //! close stops the run with exit status 1. Latencies go into HdrHistograms (1 ns .. 60 s, 3
-//! significant digits): p50, p90, p99, p99.9, max. `--threads` splits the connections over
-//! threads, each with its own epoll loop (mio); `--src`/`--src-count` spread them over
-//! several source addresses (127.0.0.x, bound before connect with IP_BIND_ADDRESS_NO_PORT) to
-//! go past 64k connections. `--server-pid` samples the server's utime+stime from /proc over
-//! exactly the measured window and reports server CPU µs per message beside the client's.
-//! Output: a table, or one JSON object with `--json`.
+//! significant digits): p50, p90, p99, p99.9, max.
 //!
-//! `--tls` runs any mode over TLS (wss://): rustls with the ring provider, its sans-IO
-//! `ClientConnection` driven from the same mio loop, TLS 1.3 (or `--tls12`), the server checked
-//! against `--tls-ca` for `--tls-name` (or `--danger-accept-invalid-certs`). A storm then
-//! measures TCP + TLS + upgrade per connection; every handshake is full unless `--resume`
-//! shares one session store across the run's connections, and the report counts full and
-//! resumed handshakes as rustls saw them.
+//! The client runs on Ringwire's own engine, ringwire-runtime: `--threads` cores, each a
+//! [`worker::Load`] plugin over its share of the connections, all outgoing connections of the
+//! runtime; `--driver` picks io_uring or the epoll fallback (`auto`: io_uring when its probe
+//! passes; `RINGWIRE_DRIVER` overrides either). `--src`/`--src-count` spread the connections
+//! over several source addresses (127.0.0.x, bound before connect with IP_BIND_ADDRESS_NO_PORT)
+//! to go past 64k connections. `--server-pid` samples the server's utime+stime from /proc over
+//! exactly the measured window and reports server CPU µs per message beside the client's.
+//! Output: a table, or one JSON object with `--json`; both name the driver.
+//!
+//! ```text
+//! main: start the runtime ──► cores connect (setup) ──► Ready ×N ──► post START ──►
+//!       sample CPU at the window's edges ──► Done ×N (what each core measured) ──► stop, report
+//! ```
+//!
+//! `--tls` runs any mode over TLS (wss://): rustls with the ring provider, the runtime running
+//! the handshake and the records, TLS 1.3 (or `--tls12`), the server checked against `--tls-ca`
+//! for `--tls-name` (or `--danger-accept-invalid-certs`). A storm then measures TCP + TLS +
+//! upgrade per connection; every handshake is full unless `--resume` shares one session store
+//! across the run's connections, and the report counts full and resumed handshakes as rustls
+//! saw them.
 //!
 //! # What it does not
 //!
@@ -50,12 +59,13 @@ mod worker;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::exit;
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use ringwire_runtime::{Bytes, DriverChoice, DriverKind, ServerBuilder};
 
-use crate::worker::{BROADCAST_MIN_SIZE, WorkerOut, new_hist, pattern};
+use crate::worker::{BROADCAST_MIN_SIZE, Event, WorkerOut, new_hist, pattern};
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,9 +116,13 @@ pub struct Args {
     /// Unmeasured seconds before them.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
-    /// Threads, each with its own epoll loop and a share of the connections.
+    /// Threads: ringwire-runtime cores, each with a share of the connections.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// I/O driver of the client's cores: auto (io_uring when its probe passes), uring, epoll.
+    /// The RINGWIRE_DRIVER environment variable overrides it.
+    #[arg(long, default_value = "auto")]
+    pub driver: DriverChoice,
     /// Open loop: messages per second over all connections (0: closed loop). Broadcast: the
     /// publisher's rate (default 100).
     #[arg(long, default_value_t = 0.0)]
@@ -275,52 +289,43 @@ fn main() -> io::Result<()> {
         usage("--src addresses must be loopback addresses");
     }
     raise_nofile();
+    // A panic on a core must fail the run, not leave this thread waiting for the core's report.
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report_panic(info);
+        exit(1);
+    }));
 
     // Connection ids: broadcast has the publisher as id 0 and subscribers 1..=conns.
     let total = args.conns + usize::from(args.mode == Mode::Broadcast);
     let threads = args.threads.min(total);
     let args = Arc::new(args);
-    let pat = Arc::new(pattern(args.size));
-    let sources = Arc::new(sources);
     let base = Instant::now();
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let mut starts = Vec::new();
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let ids: Vec<usize> = (t..total).step_by(threads).collect();
-        let rate = match args.mode {
-            Mode::Idle => ids.len() as f64 / args.interval,
-            Mode::Broadcast if t == 0 => args.rate,
-            Mode::Broadcast => 0.0,
-            Mode::Storm => 0.0,
-            _ => args.rate / threads as f64,
-        };
-        let (tx, rx) = mpsc::channel();
-        starts.push(tx);
-        let job = worker::Job {
-            args: args.clone(),
-            ids,
-            rate,
-            base,
-            pat: pat.clone(),
-            sources: sources.clone(),
-            barrier: barrier.clone(),
-            start_rx: rx,
-            tls: tls.as_ref().map(|t| (t.config.clone(), t.name.clone())),
-        };
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("load-{t}"))
-                .spawn(move || worker::run(job))?,
-        );
-    }
+    let (events_tx, events) = mpsc::channel();
+    let run = Arc::new(worker::Run {
+        args: args.clone(),
+        threads,
+        total,
+        pat: pattern(args.size),
+        sources,
+        base,
+        tls,
+        events: events_tx,
+    });
+    let server = ServerBuilder::new(worker::runtime_config(&args, threads))
+        .start(move |core| worker::Load::new(run.clone(), core))
+        .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
+    let driver = server.driver();
 
-    // Every thread has its connections open: start together, sample CPU at the window's edges.
-    barrier.wait();
-    let start = Instant::now() + Duration::from_millis(5);
-    for tx in &starts {
-        let _ = tx.send(start);
+    // Every core has its connections open: start together, sample CPU at the window's edges.
+    for _ in 0..threads {
+        if !matches!(events.recv(), Ok(Event::Ready)) {
+            fail("a core went away during setup");
+        }
     }
+    let start = Instant::now() + Duration::from_millis(5);
+    let at = (start - base).as_nanos() as u64;
+    server.broadcast(worker::START, Bytes::copy_from_slice(&at.to_le_bytes()));
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.secs);
     let sample = || {
@@ -329,17 +334,21 @@ fn main() -> io::Result<()> {
             args.server_pid.and_then(|p| cpu_secs(Some(p))),
         )
     };
+    let collect = || -> Vec<WorkerOut> {
+        (0..threads)
+            .map(|_| match events.recv() {
+                Ok(Event::Done(out)) => *out,
+                _ => fail("a core went away during the run"),
+            })
+            .collect()
+    };
     let mut window = args.secs;
-    let (c0, c1);
+    let (c0, c1, outs);
     if args.count > 0 {
-        // Counted run: from the start until the last connection is done.
+        // Counted run: from the start until the last connection is done (or --secs passed).
         sleep_until(start);
         c0 = sample();
-        for h in &handles {
-            while !h.is_finished() && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        outs = collect();
         window = start.elapsed().as_secs_f64().min(args.secs);
         c1 = sample();
     } else {
@@ -347,17 +356,16 @@ fn main() -> io::Result<()> {
         c0 = sample();
         sleep_until(end);
         c1 = sample();
+        outs = collect();
     }
-    let outs: Vec<WorkerOut> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap_or_else(|_| fail("a load thread panicked")))
-        .collect();
+    server.stop();
+    server.join();
     let client_cpu = c0.0.zip(c1.0).map(|(a, b)| b - a);
     let server_cpu = c0.1.zip(c1.1).map(|(a, b)| b - a);
     if args.server_pid.is_some() && server_cpu.is_none() {
         eprintln!("ringwire-load: warning: could not read the server's /proc/PID/stat");
     }
-    let report = Report::merge(&args, outs, window, client_cpu, server_cpu);
+    let report = Report::merge(outs, driver, window, client_cpu, server_cpu);
     let mut out = io::stdout().lock();
     if args.json {
         writeln!(out, "{}", report.json(&args))?;
@@ -418,6 +426,7 @@ struct Report {
     tls_full: u64,
     tls_resumed: u64,
     tls_params: Option<String>,
+    driver: DriverKind,
     setup_ms: f64,
     window: f64,
     client_cpu: Option<f64>,
@@ -430,8 +439,8 @@ fn us(ns: u64) -> f64 {
 
 impl Report {
     fn merge(
-        _args: &Args,
         outs: Vec<WorkerOut>,
+        driver: DriverKind,
         window: f64,
         client_cpu: Option<f64>,
         server_cpu: Option<f64>,
@@ -449,6 +458,7 @@ impl Report {
             tls_full: 0,
             tls_resumed: 0,
             tls_params: None,
+            driver,
             setup_ms: 0.0,
             window,
             client_cpu,
@@ -504,6 +514,7 @@ impl Report {
             ("conns", args.conns.to_string()),
             ("size", args.size.to_string()),
             ("threads", args.threads.to_string()),
+            ("driver", format!("\"{}\"", self.driver)),
             (
                 "opcode",
                 if args.text { "\"text\"" } else { "\"binary\"" }.into(),
@@ -606,7 +617,7 @@ impl Report {
         };
         writeln!(
             out,
-            "ringwire-load {}{} addr={} path={} conns={} size={} threads={} {}{}{}",
+            "ringwire-load {}{} addr={} path={} conns={} size={} threads={} driver={} {}{}{}",
             args.mode.name(),
             if args.tls { " (tls)" } else { "" },
             args.addr,
@@ -614,6 +625,7 @@ impl Report {
             args.conns,
             args.size,
             args.threads,
+            self.driver,
             if args.text { "text" } else { "binary" },
             if args.deflate { " deflate" } else { "" },
             if args.rate > 0.0 {

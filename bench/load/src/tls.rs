@@ -1,12 +1,12 @@
-//! TLS for the load generator: one rustls (ring provider) `ClientConfig` per run, and the
-//! sans-IO `ClientConnection` each connection drives from the worker's mio loop
-//! (`read_tls` → `process_new_packets` → `reader`, `writer` → `write_tls`).
+//! TLS for the load generator: one rustls (ring provider) `ClientConfig` per run, which the
+//! runtime's outgoing TLS connections (`CoreCtx::connect_tls`) start from; the runtime runs the
+//! handshake and the records, the worker sees plaintext.
 //!
 //! Resumption: with `--resume` the config's in-memory session store hands each new connection
 //! a ticket (TLS 1.3) or session (TLS 1.2) from an earlier one (a storm gives every slot its
 //! own copy of the config and store, see the worker); without it resumption is disabled and
-//! every handshake is full. The worker counts `handshake_kind()` so the report says what
-//! really happened.
+//! every handshake is full. The worker counts what the runtime's `TlsInfo::resumed` says, so
+//! the report says what really happened.
 
 use std::sync::Arc;
 
@@ -24,8 +24,8 @@ const RESUME_SESSIONS: usize = 256;
 pub struct TlsClient {
     /// The shared configuration (and, with `--resume`, the shared session store).
     pub config: Arc<ClientConfig>,
-    /// SNI and the name the certificate is checked against.
-    pub name: ServerName<'static>,
+    /// SNI and the name the certificate is checked against (a valid server name).
+    pub name: String,
 }
 
 /// Builds the run's client configuration from the command line (`None` without `--tls`).
@@ -67,10 +67,11 @@ pub fn from_args(a: &Args) -> Option<TlsClient> {
     } else {
         Resumption::disabled()
     };
-    let name = ServerName::try_from(a.tls_name.clone())
-        .unwrap_or_else(|e| usage(&format!("--tls-name {:?}: {e}", a.tls_name)));
+    if let Err(e) = ServerName::try_from(a.tls_name.as_str()) {
+        usage(&format!("--tls-name {:?}: {e}", a.tls_name));
+    }
     Some(TlsClient {
         config: Arc::new(cfg),
-        name,
+        name: a.tls_name.clone(),
     })
 }

@@ -1,47 +1,69 @@
-//! One load thread: its own mio (epoll, edge-triggered) event loop over its share of the
-//! connections. Threads share nothing but the start barrier and the clock base.
+//! One core of the load generator: a ringwire-runtime [`Plugin`] that opens the core's share of
+//! the connections as the runtime's outgoing connections (io_uring, or the epoll fallback) and
+//! drives them. Cores share nothing but the [`Run`]: the command line, the payload, the clock
+//! base and the channel to the main thread.
 //!
-//! Phases: *setup* opens every connection (TCP connect, then the WebSocket handshake for the
-//! WebSocket modes), at most `--connect-batch` at a time; *run* starts at the instant the main
-//! thread hands out, spends `--warmup` seconds unmeasured and `--secs` measured.
+//! Phases: *setup* opens every connection (connect, the TLS handshake with `--tls`, which the
+//! runtime runs, then the WebSocket handshake in the WebSocket modes), at most
+//! `--connect-batch` at a time, and reports [`Event::Ready`]; *run* starts at the instant the
+//! main thread posts ([`START`]), spends `--warmup` seconds unmeasured and `--secs` measured,
+//! and ends with the core's [`WorkerOut`] in [`Event::Done`]. Storms open nothing at setup.
 //!
-//! With `--tls` each connection has a rustls `ClientConnection` between the socket and the
-//! plaintext queues: `out` holds plaintext, moved into records with `writer()` and onto the
-//! socket with `write_tls`; received records go through `read_tls` and `process_new_packets`,
-//! and the plaintext read from `reader()` into the scratch buffer takes the plain path.
+//! Pacing: open-loop sends (`--rate`, idle pings, broadcast publishes) fire from a core timer on
+//! the runtime's timer wheel, whose tick is [`TIMER_TICK`]: on io_uring a send leaves at most
+//! that late (its latency counts from its intended time all the same). The epoll driver rounds
+//! its waits up to whole milliseconds, so there a schedule with no other traffic to wake the
+//! loop fires in bursts up to 1 ms apart.
 
-use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use ringwire_runtime::{
+    BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, RuntimeConfig, SendError,
+};
 use ringwire_ws::handshake::{ClientHandshake, ClientRequest, ServerResponse};
 use ringwire_ws::{Config, DeflateConfig, MessageKind, WebSocket, WsEvent};
+use rustls::ClientConfig;
 use rustls::client::Resumption;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind};
-use socket2::{Domain, SockRef, Socket, Type};
 
+use crate::tls::TlsClient;
 use crate::{Args, Mode, fail};
 
 /// Highest latency the histograms hold (60 s, in ns); larger values saturate.
 const HIST_MAX_NS: u64 = 60_000_000_000;
-/// Most scheduled sends fired in one loop turn, so reads are not starved when the loop lags.
+/// Most scheduled sends fired in one timer pass, so reads are not starved when the core lags.
 const MAX_FIRE_PER_TURN: usize = 4096;
-/// The read buffer shared by a thread's connections.
-const SCRATCH_LEN: usize = 256 * 1024;
 /// Storm with `--resume`: server names each slot's own session store keeps (one is used).
 const SLOT_SESSIONS: usize = 4;
 /// Bytes of the payload that carry the per-message stamp (hex).
 pub const STAMP_LEN: usize = 16;
 /// Broadcast payloads carry a sequence number and a send time: two stamps.
 pub const BROADCAST_MIN_SIZE: usize = 2 * STAMP_LEN;
+/// The runtime's timer tick: the open-loop schedule fires at most this late on io_uring.
+const TIMER_TICK: Duration = Duration::from_micros(20);
+/// Connect and TLS handshake deadline, and the base of the setup deadline (plus 1 s per 500
+/// connections of a core).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// After the run, how long connections get to close gracefully before they are reset.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// A core timer set this far ahead fires at the wheel's next tick, never in the timer pass that
+/// sets it (one set for "now" would, and a pass that keeps re-arming itself never ends).
+const NEXT_TICK: Duration = Duration::from_nanos(1);
+
+/// Bus tag of the run's start instant (nanoseconds after [`Run::base`], little-endian u64),
+/// which the main thread posts to every core once all are [`Event::Ready`].
+pub const START: u64 = 1;
+
+/// Core timer tokens.
+const T_SETUP_DEADLINE: u64 = 0;
+const T_START: u64 = 1;
+const T_SCHED: u64 = 2;
+const T_RECONNECT: u64 = 3;
+const T_END: u64 = 4;
 
 /// A new empty latency histogram (1 ns .. 60 s, 3 significant digits).
 pub fn new_hist() -> Histogram<u64> {
@@ -54,6 +76,23 @@ pub fn pattern(size: usize) -> Vec<u8> {
     (0..size)
         .map(|i| ((i.wrapping_mul(131) ^ (i >> 7).wrapping_mul(17)) % 94 + 33) as u8)
         .collect()
+}
+
+/// The runtime configuration of a run on `threads` cores.
+pub fn runtime_config(args: &Args, threads: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        threads,
+        driver: args.driver,
+        timer_tick: TIMER_TICK,
+        // A load generator buffers whatever it must send or has received (an open loop against
+        // a stalled server); the WebSocket codec's own limits bound a frame.
+        max_out_buffer: usize::MAX,
+        max_in_buffer: usize::MAX,
+        connect_timeout: SETUP_TIMEOUT,
+        tls_handshake_timeout: SETUP_TIMEOUT,
+        shutdown_timeout: SHUTDOWN_TIMEOUT,
+        ..RuntimeConfig::default()
+    }
 }
 
 /// `v` as 16 lower-case hex digits.
@@ -92,41 +131,64 @@ fn payload_matches(stamp: &[u8; STAMP_LEN], pat: &[u8], off: usize, data: &[u8])
     stamp_ok && data[head..] == want[head..]
 }
 
+/// What the cores tell the main thread.
+pub enum Event {
+    /// The core's connections are open (storm: the core started).
+    Ready,
+    /// The core's run is over: what it measured.
+    Done(Box<WorkerOut>),
+}
+
+/// Everything the cores share: read-only, but for the channel to the main thread.
+pub struct Run {
+    /// The command line.
+    pub args: Arc<Args>,
+    /// Cores of the run; connection `id` belongs to core `id % threads`.
+    pub threads: usize,
+    /// Connections over all cores (broadcast: the publisher, id 0, and the subscribers).
+    pub total: usize,
+    /// The payload filler.
+    pub pat: Vec<u8>,
+    /// Source addresses to connect from (empty: the kernel's choice).
+    pub sources: Vec<IpAddr>,
+    /// The clock base of broadcast stamps and of the posted start instant.
+    pub base: Instant,
+    /// With `--tls`: the client configuration and the server name.
+    pub tls: Option<TlsClient>,
+    /// Ready and done reports to the main thread.
+    pub events: mpsc::Sender<Event>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
     /// Not started (setup) or waiting to reconnect (storm).
     Idle,
+    /// TCP connect, and with `--tls` the TLS handshake, in progress.
     Connecting,
-    /// TLS handshake in progress (before the WebSocket one).
-    TlsHandshaking,
+    /// WebSocket handshake in progress.
     Handshaking,
     Open,
 }
 
-struct Conn {
+/// One connection of the run and what it has in flight; it outlives its TCP connections (a
+/// storm slot reconnects again and again).
+struct Slot {
     /// Global connection index (0 is the broadcast publisher).
     id: usize,
-    sock: Option<TcpStream>,
+    /// The runtime's connection, from connect on.
+    conn: Option<ConnId>,
     st: St,
     /// When the current connect started.
     t0: Instant,
     hs: Option<ClientHandshake>,
     ws: Option<WebSocket>,
-    /// With `--tls`: the connection's rustls state.
-    tls: Option<Box<ClientConnection>>,
-    /// How the TLS handshake went, counted when the connection opens.
-    tls_kind: Option<HandshakeKind>,
+    /// With `--tls`: whether the handshake resumed, counted when the connection opens.
+    tls_resumed: Option<bool>,
     /// Storm with `--resume`: this slot's own configuration and session store, so each
     /// reconnect resumes from the tickets its previous connection got. (One store for all
     /// slots would not do: rustls keeps at most 8 TLS 1.3 tickets per server name, and many
     /// slots in flight would find it empty and fall back to full handshakes.)
     tls_cfg: Option<Arc<ClientConfig>>,
-    /// Received bytes not consumed yet (an incomplete frame or response head).
-    rx: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
-    w_blocked: bool,
-    r_blocked: bool,
     /// Messages (or pings) in flight: sequence number and the time they count from.
     inflight: VecDeque<(u64, Instant)>,
     /// Last sequence number sent (echo, ping, publish) or received (broadcast subscriber).
@@ -135,7 +197,14 @@ struct Conn {
     rd: usize,
 }
 
-/// What one thread measured.
+/// What the runtime keeps beside a connection: its slot, and its id, so that the close of a
+/// connection its slot already left (a storm's reset) is told apart from one the server made.
+pub struct Link {
+    slot: usize,
+    id: ConnId,
+}
+
+/// What one core measured.
 pub struct WorkerOut {
     /// Latency of every measured message (echo round trip, pong, delivery, handshake).
     pub hist: Histogram<u64>,
@@ -165,153 +234,9 @@ pub struct WorkerOut {
     pub tls_params: Option<String>,
 }
 
-struct Sched {
-    next: Instant,
-    interval: Duration,
-    cursor: usize,
-}
-
-struct Worker {
-    args: Arc<Args>,
-    mode: Mode,
-    kind: MessageKind,
-    poll: Poll,
-    conns: Vec<Conn>,
-    scratch: Vec<u8>,
-    /// The outgoing payload: the pattern with the current stamp in front.
-    msg: Vec<u8>,
-    pat: Arc<Vec<u8>>,
-    sources: Arc<Vec<IpAddr>>,
-    src_next: usize,
-    ws_config: Config,
-    rng: u64,
-    base: Instant,
-    measure_from: Instant,
-    end: Instant,
-    running: bool,
-    closed_loop: bool,
-    opening: usize,
-    open_count: usize,
-    /// Connections done with their `--count` echoes.
-    finished: usize,
-    /// Storm slots to reconnect after this turn's events.
-    reconnect: Vec<usize>,
-    /// With `--tls`: the run's client configuration and the server name.
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
-    out: WorkerOut,
-}
-
-/// One thread's share of the run.
-pub struct Job {
-    /// The command line.
-    pub args: Arc<Args>,
-    /// Global connection indices of this thread.
-    pub ids: Vec<usize>,
-    /// Scheduled sends per second on this thread (0: none).
-    pub rate: f64,
-    /// The clock base of broadcast stamps (shared by all threads).
-    pub base: Instant,
-    /// The payload filler.
-    pub pat: Arc<Vec<u8>>,
-    /// Source addresses to bind before connect (empty: the kernel's choice).
-    pub sources: Arc<Vec<IpAddr>>,
-    /// Every thread and the main thread meet here once all connections are open.
-    pub barrier: Arc<Barrier>,
-    /// The run's start instant, from the main thread.
-    pub start_rx: Receiver<Instant>,
-    /// With `--tls`: the run's client configuration and the server name.
-    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
-}
-
-/// Runs one thread's share.
-pub fn run(job: Job) -> WorkerOut {
-    let Job {
-        args,
-        ids,
-        rate,
-        base,
-        pat,
-        sources,
-        barrier,
-        start_rx,
-        tls,
-    } = job;
-    let poll = Poll::new().unwrap_or_else(|e| fail(&format!("epoll_create: {e}")));
-    let now = Instant::now();
-    let mode = args.mode;
-    let mut deflate = DeflateConfig::default();
-    if args.deflate {
-        deflate = DeflateConfig::enabled();
-    }
-    let ws_config = Config {
-        deflate,
-        ..Config::default()
-    };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ u64::from(std::process::id()).rotate_left(32)
-        ^ ids.first().copied().unwrap_or(0) as u64;
-    let slot_cfg = || {
-        let (cfg, _) = tls.as_ref()?;
-        if mode != Mode::Storm || !args.resume {
-            return None;
-        }
-        let mut c = ClientConfig::clone(cfg);
-        c.resumption = Resumption::in_memory_sessions(SLOT_SESSIONS);
-        Some(Arc::new(c))
-    };
-    let conns = ids
-        .iter()
-        .map(|&id| Conn {
-            id,
-            sock: None,
-            st: St::Idle,
-            t0: now,
-            hs: None,
-            ws: None,
-            tls: None,
-            tls_kind: None,
-            tls_cfg: slot_cfg(),
-            rx: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-            w_blocked: true,
-            r_blocked: true,
-            inflight: VecDeque::new(),
-            seq: 0,
-            rd: 0,
-        })
-        .collect();
-    let mut w = Worker {
-        kind: if args.text {
-            MessageKind::Text
-        } else {
-            MessageKind::Binary
-        },
-        closed_loop: matches!(mode, Mode::WsEcho | Mode::TcpEcho) && args.rate <= 0.0,
-        args,
-        mode,
-        poll,
-        conns,
-        scratch: vec![0; SCRATCH_LEN],
-        msg: pat.as_ref().clone(),
-        pat,
-        sources,
-        src_next: 0,
-        ws_config,
-        rng: splitmix(seed),
-        base,
-        measure_from: now,
-        end: now,
-        running: false,
-        opening: 0,
-        open_count: 0,
-        reconnect: Vec::new(),
-        finished: 0,
-        tls,
-        out: WorkerOut {
+impl WorkerOut {
+    fn new() -> Self {
+        WorkerOut {
             hist: new_hist(),
             setup_hist: new_hist(),
             measured: 0,
@@ -325,113 +250,149 @@ pub fn run(job: Job) -> WorkerOut {
             tls_full: 0,
             tls_resumed: 0,
             tls_params: None,
-        },
-    };
-    let mut events = Events::with_capacity(1024);
+        }
+    }
+}
 
-    // ---- setup: every connection open before the run (storms open theirs during the run)
-    if mode != Mode::Storm {
-        let t = Instant::now();
-        let deadline = t + Duration::from_secs(60 + w.conns.len() as u64 / 500);
-        let mut next = 0;
-        while w.open_count < w.conns.len() {
-            while next < w.conns.len() && w.opening < w.args.connect_batch {
-                w.start_connect(next);
-                next += 1;
-            }
-            w.turn(&mut events, Duration::from_millis(50));
-            if Instant::now() > deadline {
-                fail(&format!(
-                    "setup: only {} of {} connections open after {:?}",
-                    w.open_count,
-                    w.conns.len(),
-                    deadline - t
-                ));
-            }
-        }
-        w.out.setup = t.elapsed();
-    }
+/// The open-loop schedule: sends at fixed intervals, round-robin over the core's connections.
+struct Sched {
+    next: Instant,
+    interval: Duration,
+    cursor: usize,
+}
 
-    // ---- run
-    barrier.wait();
-    let start = start_rx
-        .recv()
-        .unwrap_or_else(|_| fail("main thread went away"));
-    w.measure_from = start + Duration::from_secs_f64(w.args.warmup);
-    w.end = w.measure_from + Duration::from_secs_f64(w.args.secs);
-    while Instant::now() < start {
-        std::thread::sleep(start.saturating_duration_since(Instant::now()));
-    }
-    w.running = true;
-    let mut sched = if rate > 0.0 && !w.conns.is_empty() {
-        Some(Sched {
-            next: start,
-            interval: Duration::from_secs_f64(1.0 / rate),
-            cursor: 0,
-        })
-    } else {
-        None
-    };
-    match mode {
-        Mode::Storm => {
-            for i in 0..w.conns.len() {
-                w.start_connect(i);
-            }
+/// The plugin of one core.
+pub struct Load {
+    run: Arc<Run>,
+    mode: Mode,
+    kind: MessageKind,
+    slots: Vec<Slot>,
+    /// Connections between connect and open (or connect error), by runtime id.
+    pending: HashMap<ConnId, usize>,
+    /// The outgoing payload: the pattern with the current stamp in front.
+    msg: Vec<u8>,
+    /// What is being framed for one send; [`Load::transmit`] queues it and clears it.
+    tx: Vec<u8>,
+    /// Where queued sends live: each is split off as shared bytes, so neither the copy nor the
+    /// runtime's queue allocates, and the space comes back once the runtime has written and
+    /// dropped them.
+    tx_buf: BytesMut,
+    /// The Host header of the WebSocket handshake.
+    host: String,
+    src_next: usize,
+    ws_config: Config,
+    rng: u64,
+    /// Scheduled sends per second on this core (0: none).
+    rate: f64,
+    closed_loop: bool,
+    setup_t0: Instant,
+    /// Setup: the next slot to connect, connects in progress, connections open.
+    next_setup: usize,
+    opening: usize,
+    open_count: usize,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    /// From the start instant on.
+    running: bool,
+    /// From the end (or the last `--count` echo) on: nothing is sent or measured any more.
+    done: bool,
+    sched: Option<Sched>,
+    /// Connections done with their `--count` echoes.
+    finished: usize,
+    /// Storm slots to reconnect at the next tick, after an error.
+    reconnect: Vec<usize>,
+    reconnect_armed: bool,
+    out: WorkerOut,
+}
+
+impl Load {
+    /// The plugin of core `core`: connections `core`, `core + threads`, ... of the run.
+    pub fn new(run: Arc<Run>, core: usize) -> Self {
+        let args = run.args.clone();
+        let mode = args.mode;
+        let ids: Vec<usize> = (core..run.total).step_by(run.threads).collect();
+        let rate = match mode {
+            Mode::Idle => ids.len() as f64 / args.interval,
+            Mode::Broadcast if core == 0 => args.rate,
+            Mode::Broadcast | Mode::Storm => 0.0,
+            Mode::WsEcho | Mode::TcpEcho => args.rate / run.threads as f64,
+        };
+        let mut deflate = DeflateConfig::default();
+        if args.deflate {
+            deflate = DeflateConfig::enabled();
         }
-        _ if w.closed_loop => {
-            for i in 0..w.conns.len() {
-                w.send_message(i, start);
-                w.service(i);
+        let ws_config = Config {
+            deflate,
+            ..Config::default()
+        };
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id()).rotate_left(32)
+            ^ core as u64;
+        let slot_cfg = || {
+            let t = run.tls.as_ref()?;
+            if mode != Mode::Storm || !args.resume {
+                return None;
             }
-        }
-        _ => {}
-    }
-    loop {
+            let mut c = ClientConfig::clone(&t.config);
+            c.resumption = Resumption::in_memory_sessions(SLOT_SESSIONS);
+            Some(Arc::new(c))
+        };
         let now = Instant::now();
-        if now >= w.end || (w.args.count > 0 && w.finished == w.conns.len()) {
-            break;
+        let slots = ids
+            .iter()
+            .map(|&id| Slot {
+                id,
+                conn: None,
+                st: St::Idle,
+                t0: now,
+                hs: None,
+                ws: None,
+                tls_resumed: None,
+                tls_cfg: slot_cfg(),
+                inflight: VecDeque::new(),
+                seq: 0,
+                rd: 0,
+            })
+            .collect();
+        Load {
+            kind: if args.text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            },
+            closed_loop: matches!(mode, Mode::WsEcho | Mode::TcpEcho) && args.rate <= 0.0,
+            mode,
+            slots,
+            pending: HashMap::new(),
+            msg: run.pat.clone(),
+            tx: Vec::new(),
+            tx_buf: BytesMut::new(),
+            host: args.addr.to_string(),
+            src_next: 0,
+            ws_config,
+            rng: splitmix(seed),
+            rate,
+            setup_t0: now,
+            next_setup: 0,
+            opening: 0,
+            open_count: 0,
+            start: now,
+            measure_from: now,
+            end: now,
+            running: false,
+            done: false,
+            sched: None,
+            finished: 0,
+            reconnect: Vec::new(),
+            reconnect_armed: false,
+            out: WorkerOut::new(),
+            run,
         }
-        let mut wait = w.end - now;
-        if now < w.measure_from {
-            wait = wait.min(w.measure_from - now);
-        }
-        if let Some(s) = sched.as_mut() {
-            let mut fired = 0;
-            while s.next <= now && fired < MAX_FIRE_PER_TURN {
-                // Broadcast: the publisher (id 0) is this thread's first connection.
-                let i = if mode == Mode::Broadcast {
-                    0
-                } else {
-                    s.cursor % w.conns.len()
-                };
-                s.cursor = s.cursor.wrapping_add(1);
-                let at = s.next;
-                s.next += s.interval;
-                fired += 1;
-                match mode {
-                    Mode::Idle => w.send_ping(i, at),
-                    Mode::Broadcast => w.publish(i, at),
-                    _ => w.send_message(i, at),
-                }
-                w.service(i);
-            }
-            wait = wait.min(s.next.saturating_duration_since(Instant::now()));
-        }
-        w.turn(&mut events, wait);
     }
-    // Open-loop messages still in flight count at their age now (a lower bound).
-    let end = w.end;
-    for c in &w.conns {
-        for &(_, t) in &c.inflight {
-            if t >= w.measure_from && !w.closed_loop {
-                w.out.unfinished += 1;
-                w.out
-                    .hist
-                    .saturating_record(end.saturating_duration_since(t).as_nanos() as u64);
-            }
-        }
-    }
-    w.out
 }
 
 fn splitmix(seed: u64) -> u64 {
@@ -441,7 +402,127 @@ fn splitmix(seed: u64) -> u64 {
     (z ^ (z >> 31)) | 1
 }
 
-impl Worker {
+impl Plugin for Load {
+    type Conn = Link;
+
+    fn on_start(&mut self, cx: &mut CoreCtx<'_>) {
+        self.setup_t0 = Instant::now();
+        if self.mode == Mode::Storm {
+            self.ready();
+            return;
+        }
+        let limit = SETUP_TIMEOUT + Duration::from_secs(self.slots.len() as u64 / 500);
+        cx.set_core_timer(limit, T_SETUP_DEADLINE);
+        self.fill_setup(cx);
+    }
+
+    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<Link> {
+        let id = cx.id();
+        let i = self.pending.remove(&id)?;
+        if let Some(t) = cx.tls() {
+            self.slots[i].tls_resumed = Some(t.resumed());
+            if self.out.tls_params.is_none() {
+                let version = t.version().map_or("?".into(), |v| format!("{v:?}"));
+                let suite = t
+                    .cipher_suite()
+                    .map_or("?".into(), |s| format!("{:?}", s.suite()));
+                let group = t
+                    .key_exchange_group()
+                    .map_or("?".into(), |g| format!("{g:?}"));
+                self.out.tls_params = Some(format!("{version} {suite} {group}"));
+            }
+        }
+        if self.mode == Mode::TcpEcho || (self.mode == Mode::Storm && self.run.args.tcp_only) {
+            self.opened(cx, i);
+        } else {
+            self.start_handshake(cx, i);
+        }
+        Some(Link { slot: i, id })
+    }
+
+    fn on_data(&mut self, link: &mut Link, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        if self.done || self.slots[link.slot].conn != Some(link.id) {
+            return data.len();
+        }
+        self.consume(cx, link.slot, data)
+    }
+
+    fn on_read_closed(&mut self, link: &mut Link, cx: &mut ConnCtx<'_>) {
+        let s = &self.slots[link.slot];
+        if self.done || s.conn != Some(link.id) {
+            cx.close();
+            return;
+        }
+        let msg = format!(
+            "server closed the connection ({:?}, {} message(s) in flight)",
+            s.st,
+            s.inflight.len()
+        );
+        self.conn_error(cx, link.slot, msg);
+    }
+
+    fn on_close(&mut self, link: Link, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+        let s = &self.slots[link.slot];
+        if self.done || s.conn != Some(link.id) {
+            return;
+        }
+        let msg = format!(
+            "connection closed: {reason:?} ({:?}, {} message(s) in flight)",
+            s.st,
+            s.inflight.len()
+        );
+        self.conn_error(cx, link.slot, msg);
+    }
+
+    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
+        let Some(i) = self.pending.remove(&id) else {
+            return;
+        };
+        if !self.done {
+            self.conn_error(cx, i, format!("connect: {err}"));
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {
+        if msg.tag != START {
+            return;
+        }
+        let Ok(nanos) = <[u8; 8]>::try_from(msg.data.as_ref()) else {
+            return;
+        };
+        self.start = self.run.base + Duration::from_nanos(u64::from_le_bytes(nanos));
+        self.measure_from = self.start + Duration::from_secs_f64(self.run.args.warmup);
+        self.end = self.measure_from + Duration::from_secs_f64(self.run.args.secs);
+        cx.set_core_timer(self.start.saturating_duration_since(cx.now()), T_START);
+    }
+
+    fn on_core_timer(&mut self, cx: &mut CoreCtx<'_>, token: u64) {
+        match token {
+            T_SETUP_DEADLINE if !self.running && self.open_count < self.slots.len() => {
+                fail(&format!(
+                    "setup: only {} of {} connections open after {:?}",
+                    self.open_count,
+                    self.slots.len(),
+                    self.setup_t0.elapsed()
+                ))
+            }
+            T_START => self.begin(cx),
+            T_SCHED => self.fire_schedule(cx),
+            T_RECONNECT => {
+                self.reconnect_armed = false;
+                if self.in_run(Instant::now()) {
+                    for i in std::mem::take(&mut self.reconnect) {
+                        self.start_connect(cx, i);
+                    }
+                }
+            }
+            T_END => self.finish(),
+            _ => {}
+        }
+    }
+}
+
+impl Load {
     fn random(&mut self) -> u64 {
         // xorshift64: handshake keys and mask entropy against our own loopback servers.
         let mut x = self.rng;
@@ -459,112 +540,188 @@ impl Worker {
         k
     }
 
-    /// Polls once (up to `wait`) and services every connection that had an event.
-    fn turn(&mut self, events: &mut Events, wait: Duration) {
-        if let Err(e) = self.poll.poll(events, Some(wait))
-            && e.kind() != ErrorKind::Interrupted
-        {
-            fail(&format!("epoll_wait: {e}"));
-        }
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let Some(c) = self.conns.get_mut(i) else {
-                continue;
-            };
-            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                c.r_blocked = false;
-            }
-            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                c.w_blocked = false;
-            }
-            self.service(i);
-        }
-        if self.running && !self.reconnect.is_empty() && Instant::now() < self.end {
-            for i in std::mem::take(&mut self.reconnect) {
-                self.start_connect(i);
-            }
+    /// Between the start and the end of the run.
+    fn in_run(&self, now: Instant) -> bool {
+        self.running && !self.done && now < self.end
+    }
+
+    /// Setup: connects up to `--connect-batch` in progress.
+    fn fill_setup(&mut self, cx: &mut CoreCtx<'_>) {
+        while self.next_setup < self.slots.len() && self.opening < self.run.args.connect_batch {
+            self.start_connect(cx, self.next_setup);
+            self.next_setup += 1;
         }
     }
 
-    /// A connection-level error: storms count it and reconnect, other modes stop the run.
-    fn conn_error(&mut self, i: usize, what: String) {
+    /// This core's connections are open (or, storm, it has started).
+    fn ready(&mut self) {
+        self.out.setup = self.setup_t0.elapsed();
+        let _ = self.run.events.send(Event::Ready);
+    }
+
+    /// The start instant arrived: first messages, storm connects, the schedule, the end timer.
+    fn begin(&mut self, cx: &mut CoreCtx<'_>) {
+        self.running = true;
+        cx.set_core_timer(self.end.saturating_duration_since(cx.now()), T_END);
+        match self.mode {
+            Mode::Storm => {
+                for i in 0..self.slots.len() {
+                    self.start_connect(cx, i);
+                }
+            }
+            _ if self.closed_loop => {
+                for i in 0..self.slots.len() {
+                    self.send_message(cx, i, self.start);
+                }
+            }
+            _ => {}
+        }
+        if self.rate > 0.0 {
+            self.sched = Some(Sched {
+                next: self.start,
+                interval: Duration::from_secs_f64(1.0 / self.rate),
+                cursor: 0,
+            });
+            self.fire_schedule(cx);
+        }
+    }
+
+    /// Sends whatever the schedule has due, then sets the timer for the next one.
+    fn fire_schedule(&mut self, cx: &mut CoreCtx<'_>) {
+        let Some(mut s) = self.sched.take() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut fired = 0;
+        while s.next <= now && fired < MAX_FIRE_PER_TURN {
+            // Broadcast: the publisher (id 0) is core 0's first connection.
+            let i = if self.mode == Mode::Broadcast {
+                0
+            } else {
+                s.cursor % self.slots.len()
+            };
+            s.cursor = s.cursor.wrapping_add(1);
+            let at = s.next;
+            s.next += s.interval;
+            fired += 1;
+            match self.mode {
+                Mode::Idle => self.send_ping(cx, i, at),
+                Mode::Broadcast => self.publish(cx, i, at),
+                _ => self.send_message(cx, i, at),
+            }
+        }
+        cx.set_core_timer(
+            s.next.saturating_duration_since(cx.now()).max(NEXT_TICK),
+            T_SCHED,
+        );
+        self.sched = Some(s);
+    }
+
+    /// The run is over (end of the window, or the last `--count` echo): report to the main
+    /// thread. Open-loop messages still in flight count at their age at the end (a lower bound).
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.sched = None;
+        if !self.closed_loop {
+            for s in &self.slots {
+                for &(_, t) in s.inflight.iter().filter(|(_, t)| *t >= self.measure_from) {
+                    self.out.unfinished += 1;
+                    self.out
+                        .hist
+                        .saturating_record(self.end.saturating_duration_since(t).as_nanos() as u64);
+                }
+            }
+        }
+        let out = std::mem::replace(&mut self.out, WorkerOut::new());
+        let _ = self.run.events.send(Event::Done(Box::new(out)));
+    }
+
+    /// A connection-level error: storms count it and reconnect at the next tick, other modes
+    /// stop the run.
+    fn conn_error(&mut self, cx: &mut CoreCtx<'_>, i: usize, what: String) {
         if self.mode != Mode::Storm {
-            fail(&format!("conn {}: {what}", self.conns[i].id));
+            fail(&format!("conn {}: {what}", self.slots[i].id));
         }
         if self.running && Instant::now() >= self.measure_from {
             self.out.errors += 1;
             self.out.first_error.get_or_insert(what);
         }
-        self.drop_conn(i);
-        // Reconnect after this turn; a refused connect comes back as another error.
+        self.drop_conn(cx, i);
         self.reconnect.push(i);
-    }
-
-    fn drop_conn(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        if let Some(mut s) = c.sock.take() {
-            let _ = self.poll.registry().deregister(&mut s);
-            // RST instead of FIN: the client side keeps no TIME_WAIT entry, so a storm does not
-            // run out of ports.
-            let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        if !self.reconnect_armed {
+            self.reconnect_armed = true;
+            cx.set_core_timer(NEXT_TICK, T_RECONNECT);
         }
-        c.st = St::Idle;
-        c.hs = None;
-        c.ws = None;
-        c.tls = None;
-        c.tls_kind = None;
-        c.rx.clear();
-        c.out.clear();
-        c.out_pos = 0;
-        c.inflight.clear();
-        c.rd = 0;
     }
 
-    fn start_connect(&mut self, i: usize) {
-        let addr = self.args.addr;
-        let src = if self.sources.is_empty() {
+    /// Leaves the slot's connection, with RST instead of FIN: the client side keeps no
+    /// TIME_WAIT entry, so a storm does not run out of ports.
+    fn drop_conn(&mut self, cx: &mut CoreCtx<'_>, i: usize) {
+        let s = &mut self.slots[i];
+        if let Some(id) = s.conn.take() {
+            self.pending.remove(&id);
+            cx.abort_conn(id);
+        }
+        s.st = St::Idle;
+        s.hs = None;
+        s.ws = None;
+        s.tls_resumed = None;
+        s.inflight.clear();
+        s.rd = 0;
+    }
+
+    fn start_connect(&mut self, cx: &mut CoreCtx<'_>, i: usize) {
+        let run = &self.run;
+        let addr = run.args.addr;
+        let src = if run.sources.is_empty() {
             None
         } else {
-            let ip = self.sources[self.src_next % self.sources.len()];
+            let ip = run.sources[self.src_next % run.sources.len()];
             self.src_next = self.src_next.wrapping_add(1);
-            Some(ip)
+            Some(SocketAddr::new(ip, 0))
         };
-        let sock = match connect_nonblocking(addr, src) {
-            Ok(s) => s,
-            Err(e) => {
-                let src = src.map(|s| format!(" from {s}")).unwrap_or_default();
-                return self.conn_error(i, format!("connect to {addr}{src}: {e}"));
+        let s = &mut self.slots[i];
+        let r = match (&run.tls, src) {
+            (Some(t), from) => {
+                let cfg = s.tls_cfg.as_ref().unwrap_or(&t.config).clone();
+                match from {
+                    Some(from) => cx.connect_tls_from(addr, from, cfg, &t.name),
+                    None => cx.connect_tls(addr, cfg, &t.name),
+                }
             }
+            (None, Some(from)) => cx.connect_from(addr, from),
+            (None, None) => cx.connect(addr),
         };
-        let mut sock = TcpStream::from_std(sock);
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            fail(&format!("epoll_ctl: {e}"));
-        }
-        let c = &mut self.conns[i];
-        c.sock = Some(sock);
-        c.st = St::Connecting;
-        c.t0 = Instant::now();
-        c.w_blocked = true;
-        c.r_blocked = true;
-        if !self.running {
-            self.opening += 1;
+        match r {
+            Ok(id) => {
+                self.pending.insert(id, i);
+                s.conn = Some(id);
+                s.st = St::Connecting;
+                s.t0 = Instant::now();
+                if !self.running {
+                    self.opening += 1;
+                }
+            }
+            Err(e) => {
+                let from = src.map(|s| format!(" from {}", s.ip())).unwrap_or_default();
+                self.conn_error(cx, i, format!("connect to {addr}{from}: {e}"));
+            }
         }
     }
 
     /// Connected (TCP modes) or handshake verified (WebSocket modes).
-    fn on_open(&mut self, i: usize) {
+    fn opened(&mut self, cx: &mut CoreCtx<'_>, i: usize) {
         let now = Instant::now();
-        let c = &mut self.conns[i];
-        c.st = St::Open;
-        let took = now.duration_since(c.t0).as_nanos() as u64;
-        if let Some(kind) = c.tls_kind.take() {
+        let s = &mut self.slots[i];
+        s.st = St::Open;
+        let took = now.duration_since(s.t0).as_nanos() as u64;
+        if let Some(resumed) = s.tls_resumed.take() {
             let counted = !self.running
                 || (self.mode == Mode::Storm && now >= self.measure_from && now < self.end);
-            if counted && kind == HandshakeKind::Resumed {
+            if counted && resumed {
                 self.out.tls_resumed += 1;
             } else if counted {
                 self.out.tls_full += 1;
@@ -574,12 +731,18 @@ impl Worker {
             self.opening -= 1;
             self.open_count += 1;
             self.out.setup_hist.saturating_record(took);
+            self.fill_setup(cx);
+            if self.open_count == self.slots.len() {
+                self.ready();
+            }
             return;
         }
         if self.mode == Mode::Storm {
             self.complete(now, took);
-            self.drop_conn(i);
-            self.reconnect.push(i);
+            self.drop_conn(cx, i);
+            if self.in_run(now) {
+                self.start_connect(cx, i);
+            }
         }
     }
 
@@ -593,346 +756,115 @@ impl Worker {
         }
     }
 
-    fn service(&mut self, i: usize) {
-        loop {
-            let mut progress = false;
-            let c = &mut self.conns[i];
-            if c.st == St::Idle {
-                return;
-            }
-            if c.st == St::Connecting {
-                if c.w_blocked && c.r_blocked {
-                    return;
-                }
-                let Some(sock) = c.sock.as_ref() else { return };
-                match sock.take_error() {
-                    Ok(Some(e)) | Err(e) => return self.conn_error(i, format!("connect: {e}")),
-                    Ok(None) => {}
-                }
-                match sock.peer_addr() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::NotConnected => {
-                        c.w_blocked = true;
-                        return;
-                    }
-                    Err(e) => return self.conn_error(i, format!("connect: {e}")),
-                }
-                let _ = sock.set_nodelay(true);
-                if let Some((cfg, name)) = &self.tls {
-                    let cfg = c.tls_cfg.as_ref().unwrap_or(cfg).clone();
-                    match ClientConnection::new(cfg, name.clone()) {
-                        Ok(t) => c.tls = Some(Box::new(t)),
-                        Err(e) => fail(&format!("tls client: {e}")),
-                    }
-                    c.st = St::TlsHandshaking;
-                } else if self.mode == Mode::TcpEcho
-                    || (self.mode == Mode::Storm && self.args.tcp_only)
-                {
-                    self.on_open(i);
-                } else {
-                    self.start_handshake(i);
-                }
-                continue;
-            }
-            if c.tls.is_some() {
-                return self.service_tls(i);
-            }
-            if !c.w_blocked && c.out_pos < c.out.len() {
-                let Some(sock) = c.sock.as_mut() else { return };
-                match sock.write(&c.out[c.out_pos..]) {
-                    Ok(0) => return self.conn_error(i, "write returned 0".into()),
-                    Ok(n) => {
-                        c.out_pos += n;
-                        if c.out_pos == c.out.len() {
-                            c.out.clear();
-                            c.out_pos = 0;
-                            if c.out.capacity() > SCRATCH_LEN && self.mode == Mode::Idle {
-                                c.out = Vec::new();
-                            }
-                        }
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.w_blocked = true,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
-                    Err(e) => return self.conn_error(i, format!("write: {e}")),
-                }
-            }
-            let c = &mut self.conns[i];
-            if !c.r_blocked {
-                let Some(sock) = c.sock.as_mut() else { return };
-                match sock.read(&mut self.scratch) {
-                    Ok(0) => {
-                        let msg = format!(
-                            "server closed the connection ({:?}, {} message(s) in flight)",
-                            c.st,
-                            c.inflight.len()
-                        );
-                        return self.conn_error(i, msg);
-                    }
-                    Ok(n) => {
-                        self.received(i, n);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.r_blocked = true,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
-                    Err(e) => return self.conn_error(i, format!("read: {e}")),
-                }
-            }
-            if !progress || self.conns[i].st == St::Idle {
-                return;
-            }
+    /// Queues what [`Load::tx`] holds on the slot's connection and clears it. A connection
+    /// already closing is left to its `on_close`, which reports why.
+    fn transmit(&mut self, cx: &mut CoreCtx<'_>, i: usize) {
+        self.tx_buf.extend_from_slice(&self.tx);
+        let out = self.tx_buf.split().freeze();
+        self.tx.clear();
+        let Some(id) = self.slots[i].conn else { return };
+        match cx.send_to(id, out) {
+            Ok(_) | Err(SendError::Closed) => {}
+            Err(e) => self.conn_error(cx, i, format!("send: {e}")),
         }
     }
 
-    /// [`service`](Self::service) of a TLS connection once TCP is up: plaintext into records,
-    /// records onto the socket, records from the socket, plaintext out, until nothing moves.
-    fn service_tls(&mut self, i: usize) {
-        loop {
-            let mut progress = false;
-            let c = &mut self.conns[i];
-            if c.st == St::Idle {
-                return;
-            }
-            let (Some(tls), Some(sock)) = (c.tls.as_mut(), c.sock.as_mut()) else {
-                return;
-            };
-            if !tls.is_handshaking() && c.out_pos < c.out.len() {
-                match tls.writer().write(&c.out[c.out_pos..]) {
-                    Ok(n) => {
-                        progress |= n > 0;
-                        c.out_pos += n;
-                        if c.out_pos == c.out.len() {
-                            c.out.clear();
-                            c.out_pos = 0;
-                            if c.out.capacity() > SCRATCH_LEN && self.mode == Mode::Idle {
-                                c.out = Vec::new();
-                            }
-                        }
-                    }
-                    Err(e) => return self.conn_error(i, format!("tls write: {e}")),
-                }
-            }
-            while !c.w_blocked && tls.wants_write() {
-                match tls.write_tls(sock) {
-                    Ok(_) => progress = true,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.w_blocked = true,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return self.conn_error(i, format!("write: {e}")),
-                }
-            }
-            if !c.r_blocked {
-                match tls.read_tls(sock) {
-                    Ok(0) => {
-                        let msg = format!(
-                            "server closed the connection ({:?}, {} message(s) in flight)",
-                            c.st,
-                            c.inflight.len()
-                        );
-                        return self.conn_error(i, msg);
-                    }
-                    Ok(_) => {
-                        progress = true;
-                        if let Err(e) = tls.process_new_packets() {
-                            let _ = tls.write_tls(sock); // the alert, if there is one
-                            return self.conn_error(i, format!("tls: {e}"));
-                        }
-                        if c.st == St::TlsHandshaking && !tls.is_handshaking() {
-                            self.tls_established(i);
-                        }
-                        if !self.tls_plaintext(i) {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.r_blocked = true,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => progress = true,
-                    Err(e) => return self.conn_error(i, format!("read: {e}")),
-                }
-            }
-            if !progress || self.conns[i].st == St::Idle {
-                return;
-            }
-        }
-    }
-
-    /// Hands every decrypted byte to [`received`](Self::received); false once the connection
-    /// is gone.
-    fn tls_plaintext(&mut self, i: usize) -> bool {
-        loop {
-            let c = &mut self.conns[i];
-            if c.st == St::Idle {
-                return false;
-            }
-            let Some(tls) = c.tls.as_mut() else {
-                return false;
-            };
-            match tls.reader().read(&mut self.scratch) {
-                Ok(0) => {
-                    self.conn_error(i, "server sent close_notify".into());
-                    return false;
-                }
-                Ok(n) => self.received(i, n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-                Err(e) => {
-                    self.conn_error(i, format!("tls read: {e}"));
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// The TLS handshake is done: note how it went, then the WebSocket handshake (or open).
-    fn tls_established(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        let Some(tls) = c.tls.as_ref() else { return };
-        c.tls_kind = tls.handshake_kind();
-        if self.out.tls_params.is_none() {
-            let dbg = |v: Option<&dyn std::fmt::Debug>| match v {
-                Some(v) => format!("{v:?}"),
-                None => "?".into(),
-            };
-            let version = tls.protocol_version();
-            let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
-            let group = tls.negotiated_key_exchange_group().map(|g| g.name());
-            self.out.tls_params = Some(format!(
-                "{} {} {}",
-                dbg(version.as_ref().map(|v| v as _)),
-                dbg(suite.as_ref().map(|v| v as _)),
-                dbg(group.as_ref().map(|v| v as _)),
-            ));
-        }
-        if self.mode == Mode::TcpEcho {
-            self.on_open(i);
-        } else {
-            self.start_handshake(i);
-        }
-    }
-
-    fn start_handshake(&mut self, i: usize) {
+    fn start_handshake(&mut self, cx: &mut CoreCtx<'_>, i: usize) {
         let key = self.random16();
-        let host = self.args.addr.to_string();
-        let deflate = self.ws_config.deflate.clone();
-        let c = &mut self.conns[i];
         let req = ClientRequest {
-            host: &host,
-            path: self.args.path(),
+            host: &self.host,
+            path: self.run.args.path(),
             origin: None,
             protocols: &[],
-            deflate: Some(&deflate),
+            deflate: Some(&self.ws_config.deflate),
             extra_headers: &[],
         };
-        match ClientHandshake::new(&req, key, &mut c.out) {
-            Ok(h) => c.hs = Some(h),
+        match ClientHandshake::new(&req, key, &mut self.tx) {
+            Ok(h) => self.slots[i].hs = Some(h),
             Err(e) => fail(&format!("handshake request: {e:?}")),
         }
-        c.st = St::Handshaking;
+        self.slots[i].st = St::Handshaking;
+        self.transmit(cx, i);
     }
 
-    /// `n` new bytes are at the front of the scratch buffer.
-    fn received(&mut self, i: usize, n: usize) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let mut rx = std::mem::take(&mut self.conns[i].rx);
-        if rx.is_empty() {
-            let used = self.consume(i, &mut scratch[..n]);
-            if self.conns[i].st != St::Idle {
-                rx.extend_from_slice(&scratch[used..n]);
-            }
-        } else {
-            rx.extend_from_slice(&scratch[..n]);
-            let used = self.consume(i, &mut rx);
-            rx.drain(..used);
-        }
-        self.scratch = scratch;
-        let c = &mut self.conns[i];
-        if c.st != St::Idle {
-            if rx.is_empty() && rx.capacity() > SCRATCH_LEN {
-                rx = Vec::new();
-            }
-            c.rx = rx;
-        }
-    }
-
-    /// Consumes what it can of `buf`; returns how many bytes.
-    fn consume(&mut self, i: usize, buf: &mut [u8]) -> usize {
-        match self.conns[i].st {
+    /// Consumes what it can of `buf`, the connection's unconsumed input; returns how many bytes.
+    fn consume(&mut self, cx: &mut CoreCtx<'_>, i: usize, buf: &mut [u8]) -> usize {
+        match self.slots[i].st {
             St::Handshaking => {
-                let c = &mut self.conns[i];
+                let s = &mut self.slots[i];
                 let (negotiated, used) = match ServerResponse::parse(buf) {
                     Ok(None) => return 0,
                     Ok(Some((resp, used))) => {
-                        let Some(hs) = c.hs.take() else {
+                        let Some(hs) = s.hs.take() else {
                             return buf.len();
                         };
                         match hs.verify(&resp) {
                             Ok(n) => (n.deflate, used),
                             Err(e) => {
                                 let head = String::from_utf8_lossy(&buf[..used]).into_owned();
-                                return {
-                                    self.conn_error(
-                                        i,
-                                        format!("bad upgrade response ({e:?}):\n{head}"),
-                                    );
-                                    buf.len()
-                                };
+                                let msg = format!("bad upgrade response ({e:?}):\n{head}");
+                                self.conn_error(cx, i, msg);
+                                return buf.len();
                             }
                         }
                     }
                     Err(e) => {
-                        self.conn_error(i, format!("unparsable upgrade response ({e:?})"));
+                        self.conn_error(cx, i, format!("unparsable upgrade response ({e:?})"));
                         return buf.len();
                     }
                 };
-                if self.args.deflate && negotiated.is_none() && self.args.require_deflate {
+                if self.run.args.deflate && negotiated.is_none() && self.run.args.require_deflate {
                     fail("the server did not accept permessage-deflate (--require-deflate)");
                 }
                 let entropy = self.random16();
-                let c = &mut self.conns[i];
-                c.ws = Some(WebSocket::client(
+                self.slots[i].ws = Some(WebSocket::client(
                     self.ws_config.clone(),
                     negotiated,
                     entropy,
                 ));
-                self.on_open(i);
-                if self.conns[i].st != St::Open {
+                self.opened(cx, i);
+                if self.slots[i].st != St::Open {
                     return buf.len();
                 }
-                used + self.frames(i, &mut buf[used..])
+                used + self.frames(cx, i, &mut buf[used..])
             }
-            St::Open if self.conns[i].ws.is_some() => self.frames(i, buf),
+            St::Open if self.slots[i].ws.is_some() => self.frames(cx, i, buf),
             St::Open => {
-                self.tcp_bytes(i, buf);
+                self.tcp_bytes(cx, i, buf);
                 buf.len()
             }
-            _ => buf.len(),
+            St::Idle | St::Connecting => buf.len(),
         }
     }
 
-    fn frames(&mut self, i: usize, buf: &mut [u8]) -> usize {
+    fn frames(&mut self, cx: &mut CoreCtx<'_>, i: usize, buf: &mut [u8]) -> usize {
         let mut off = 0;
         loop {
             let now = Instant::now();
-            let Some(ws) = self.conns[i].ws.as_mut() else {
+            let Some(ws) = self.slots[i].ws.as_mut() else {
                 return buf.len();
             };
             let r = match ws.handle_read(now, &mut buf[off..]) {
                 Ok(r) => r,
                 Err(e) => fail(&format!(
                     "conn {}: server broke the protocol: {e:?}",
-                    self.conns[i].id
+                    self.slots[i].id
                 )),
             };
             off += r.consumed;
             let Some(ev) = r.event else { break };
-            self.on_event(i, now, ev);
+            self.on_event(cx, i, now, ev);
         }
-        let c = &mut self.conns[i];
-        if let Some(ws) = c.ws.as_mut() {
-            ws.poll_transmit(&mut c.out);
+        if let Some(ws) = self.slots[i].ws.as_mut()
+            && ws.poll_transmit(&mut self.tx)
+        {
+            self.transmit(cx, i);
         }
         off
     }
 
-    fn on_event(&mut self, i: usize, now: Instant, ev: WsEvent<'_>) {
-        let id = self.conns[i].id;
+    fn on_event(&mut self, cx: &mut CoreCtx<'_>, i: usize, now: Instant, ev: WsEvent<'_>) {
+        let id = self.slots[i].id;
         match ev {
             WsEvent::Message { kind, data } => {
                 if kind != self.kind {
@@ -942,7 +874,7 @@ impl Worker {
                     ));
                 }
                 match self.mode {
-                    Mode::WsEcho => self.echo_message(i, now, &data),
+                    Mode::WsEcho => self.echo_message(cx, i, now, &data),
                     Mode::Broadcast => self.broadcast_message(i, now, &data),
                     _ => fail(&format!(
                         "conn {id}: unexpected message of {} bytes",
@@ -950,15 +882,15 @@ impl Worker {
                     )),
                 }
                 if let std::borrow::Cow::Owned(v) = data
-                    && let Some(ws) = self.conns[i].ws.as_mut()
+                    && let Some(ws) = self.slots[i].ws.as_mut()
                 {
                     ws.recycle(v);
                 }
             }
             WsEvent::Ping(_) => self.out.server_pings += 1,
             WsEvent::Pong(p) if self.mode == Mode::Idle => {
-                let c = &mut self.conns[i];
-                let Some((seq, t)) = c.inflight.pop_front() else {
+                let s = &mut self.slots[i];
+                let Some((seq, t)) = s.inflight.pop_front() else {
                     fail(&format!("conn {id}: pong with no ping in flight"));
                 };
                 if p != stamp_of(id, seq) {
@@ -972,188 +904,152 @@ impl Worker {
             WsEvent::Close { code, reason } => fail(&format!(
                 "conn {id}: server sent Close (code {:?}, reason {reason:?}) with {} message(s) in flight",
                 code.map(|c| c.0),
-                self.conns[i].inflight.len()
+                self.slots[i].inflight.len()
             )),
             WsEvent::Fragment { .. } => fail("fragment event in reassemble mode"),
         }
     }
 
-    fn echo_message(&mut self, i: usize, now: Instant, data: &[u8]) {
-        let c = &mut self.conns[i];
-        let Some((seq, t)) = c.inflight.pop_front() else {
-            fail(&format!("conn {}: echo with no message in flight", c.id));
+    fn echo_message(&mut self, cx: &mut CoreCtx<'_>, i: usize, now: Instant, data: &[u8]) {
+        let s = &mut self.slots[i];
+        let Some((seq, t)) = s.inflight.pop_front() else {
+            fail(&format!("conn {}: echo with no message in flight", s.id));
         };
-        if data.len() != self.pat.len()
-            || !payload_matches(&stamp_of(c.id, seq), &self.pat, 0, data)
-        {
+        let pat = &self.run.pat;
+        if data.len() != pat.len() || !payload_matches(&stamp_of(s.id, seq), pat, 0, data) {
             fail(&format!(
                 "conn {}: echo of message {seq} does not match what was sent ({} bytes back, {} sent)",
-                c.id,
+                s.id,
                 data.len(),
-                self.pat.len()
+                pat.len()
             ));
         }
         self.complete(now, now.duration_since(t).as_nanos() as u64);
-        self.next_or_finish(i, now);
+        self.next_or_finish(cx, i, now);
     }
 
     fn broadcast_message(&mut self, i: usize, now: Instant, data: &[u8]) {
-        let c = &mut self.conns[i];
+        let s = &mut self.slots[i];
         let (seq, sent) = match (
             data.get(..STAMP_LEN).and_then(parse_hex16),
             data.get(STAMP_LEN..2 * STAMP_LEN).and_then(parse_hex16),
         ) {
-            (Some(s), Some(t)) => (s, t),
-            _ => fail(&format!("conn {}: broadcast without a stamp", c.id)),
+            (Some(seq), Some(t)) => (seq, t),
+            _ => fail(&format!("conn {}: broadcast without a stamp", s.id)),
         };
-        if data.len() != self.pat.len() || data[2 * STAMP_LEN..] != self.pat[2 * STAMP_LEN..] {
+        let pat = &self.run.pat;
+        if data.len() != pat.len() || data[2 * STAMP_LEN..] != pat[2 * STAMP_LEN..] {
             fail(&format!(
                 "conn {}: broadcast {seq} payload does not match",
-                c.id
+                s.id
             ));
         }
-        if c.id == 0 {
+        if s.id == 0 {
             return; // the publisher's own copy
         }
-        if seq != c.seq + 1 {
+        if seq != s.seq + 1 {
             fail(&format!(
                 "conn {}: broadcast {seq} arrived after {} (lost or reordered)",
-                c.id, c.seq
+                s.id, s.seq
             ));
         }
-        c.seq = seq;
-        let at = self.base + Duration::from_nanos(sent);
+        s.seq = seq;
+        let at = self.run.base + Duration::from_nanos(sent);
         self.complete(now, now.saturating_duration_since(at).as_nanos() as u64);
     }
 
-    fn tcp_bytes(&mut self, i: usize, mut data: &[u8]) {
-        let size = self.pat.len();
+    fn tcp_bytes(&mut self, cx: &mut CoreCtx<'_>, i: usize, mut data: &[u8]) {
+        let size = self.run.pat.len();
         while !data.is_empty() {
-            let c = &mut self.conns[i];
-            let Some(&(seq, t)) = c.inflight.front() else {
-                fail(&format!("conn {}: {} bytes nobody sent", c.id, data.len()));
+            let s = &mut self.slots[i];
+            let Some(&(seq, t)) = s.inflight.front() else {
+                fail(&format!("conn {}: {} bytes nobody sent", s.id, data.len()));
             };
-            let take = (size - c.rd).min(data.len());
-            if !payload_matches(&stamp_of(c.id, seq), &self.pat, c.rd, &data[..take]) {
+            let take = (size - s.rd).min(data.len());
+            if !payload_matches(&stamp_of(s.id, seq), &self.run.pat, s.rd, &data[..take]) {
                 fail(&format!(
                     "conn {}: echo of message {seq} differs from what was sent (at byte {})",
-                    c.id, c.rd
+                    s.id, s.rd
                 ));
             }
-            c.rd += take;
+            s.rd += take;
             data = &data[take..];
-            if c.rd == size {
-                c.rd = 0;
-                c.inflight.pop_front();
+            if s.rd == size {
+                s.rd = 0;
+                s.inflight.pop_front();
                 let now = Instant::now();
                 self.complete(now, now.duration_since(t).as_nanos() as u64);
-                self.next_or_finish(i, now);
+                self.next_or_finish(cx, i, now);
             }
         }
     }
 
-    /// Closed loop: the next message, unless this connection has sent its `--count`.
-    fn next_or_finish(&mut self, i: usize, now: Instant) {
-        if !self.closed_loop || !self.running {
+    /// Closed loop: the next message, unless this connection has sent its `--count` (the core
+    /// finishes once all have).
+    fn next_or_finish(&mut self, cx: &mut CoreCtx<'_>, i: usize, now: Instant) {
+        if !self.closed_loop || !self.running || self.done {
             return;
         }
-        if self.args.count > 0 && self.conns[i].seq >= self.args.count {
+        let count = self.run.args.count;
+        if count > 0 && self.slots[i].seq >= count {
             self.finished += 1;
+            if self.finished == self.slots.len() {
+                self.finish();
+            }
             return;
         }
-        self.send_message(i, now);
+        self.send_message(cx, i, now);
     }
 
-    /// Queues the next echo message on connection `i`; its latency counts from `at`. The write
-    /// happens in [`service`](Self::service) (the caller's, or the one that follows).
-    fn send_message(&mut self, i: usize, at: Instant) {
-        let c = &mut self.conns[i];
-        if c.st != St::Open {
+    /// Sends the next echo message on connection `i`; its latency counts from `at`.
+    fn send_message(&mut self, cx: &mut CoreCtx<'_>, i: usize, at: Instant) {
+        let s = &mut self.slots[i];
+        if s.st != St::Open {
             return;
         }
-        c.seq += 1;
+        s.seq += 1;
         let n = self.msg.len().min(STAMP_LEN);
-        self.msg[..n].copy_from_slice(&stamp_of(c.id, c.seq)[STAMP_LEN - n..]);
-        match c.ws.as_mut() {
+        self.msg[..n].copy_from_slice(&stamp_of(s.id, s.seq)[STAMP_LEN - n..]);
+        match s.ws.as_mut() {
             Some(ws) => {
-                if let Err(e) = ws.send_message(self.kind, &self.msg, &mut c.out) {
-                    fail(&format!("conn {}: send: {e:?}", c.id));
+                if let Err(e) = ws.send_message(self.kind, &self.msg, &mut self.tx) {
+                    fail(&format!("conn {}: send: {e:?}", s.id));
                 }
             }
-            None => c.out.extend_from_slice(&self.msg),
+            None => self.tx.extend_from_slice(&self.msg),
         }
-        c.inflight.push_back((c.seq, at));
+        s.inflight.push_back((s.seq, at));
+        self.transmit(cx, i);
     }
 
-    fn send_ping(&mut self, i: usize, at: Instant) {
-        let c = &mut self.conns[i];
-        let Some(ws) = c.ws.as_mut() else { return };
-        c.seq += 1;
-        if let Err(e) = ws.ping(&stamp_of(c.id, c.seq), &mut c.out) {
-            fail(&format!("conn {}: ping: {e:?}", c.id));
+    fn send_ping(&mut self, cx: &mut CoreCtx<'_>, i: usize, at: Instant) {
+        let s = &mut self.slots[i];
+        let Some(ws) = s.ws.as_mut() else { return };
+        s.seq += 1;
+        if let Err(e) = ws.ping(&stamp_of(s.id, s.seq), &mut self.tx) {
+            fail(&format!("conn {}: ping: {e:?}", s.id));
         }
-        c.inflight.push_back((c.seq, at));
+        s.inflight.push_back((s.seq, at));
+        self.transmit(cx, i);
     }
 
-    fn publish(&mut self, i: usize, at: Instant) {
-        let c = &mut self.conns[i];
-        if c.id != 0 {
+    fn publish(&mut self, cx: &mut CoreCtx<'_>, i: usize, at: Instant) {
+        let s = &mut self.slots[i];
+        if s.id != 0 {
             return;
         }
-        let Some(ws) = c.ws.as_mut() else { return };
-        c.seq += 1;
-        self.msg[..STAMP_LEN].copy_from_slice(&hex16(c.seq));
-        let sent = at.saturating_duration_since(self.base).as_nanos() as u64;
+        let Some(ws) = s.ws.as_mut() else { return };
+        s.seq += 1;
+        self.msg[..STAMP_LEN].copy_from_slice(&hex16(s.seq));
+        let sent = at.saturating_duration_since(self.run.base).as_nanos() as u64;
         self.msg[STAMP_LEN..2 * STAMP_LEN].copy_from_slice(&hex16(sent));
-        if let Err(e) = ws.send_message(self.kind, &self.msg, &mut c.out) {
+        if let Err(e) = ws.send_message(self.kind, &self.msg, &mut self.tx) {
             fail(&format!("publisher: send: {e:?}"));
         }
         if at >= self.measure_from && at < self.end {
             self.out.published += 1;
         }
-    }
-}
-
-/// A non-blocking socket with a connect to `addr` in progress, bound first to `src` if given.
-fn connect_nonblocking(
-    addr: SocketAddr,
-    src: Option<IpAddr>,
-) -> std::io::Result<std::net::TcpStream> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    sock.set_nonblocking(true)?;
-    if let Some(ip) = src {
-        if ip.is_ipv4() {
-            set_bind_address_no_port(&sock)?;
-        }
-        sock.bind(&SocketAddr::new(ip, 0).into())?;
-    }
-    match sock.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(sock.into())
-}
-
-/// IP_BIND_ADDRESS_NO_PORT: a bind to (ip, 0) picks the port at connect time, per destination,
-/// so each source address gives a full ephemeral range towards each server port.
-fn set_bind_address_no_port(sock: &Socket) -> std::io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `sock` is an open socket for the duration of the call; `one` is a live c_int and
-    // its size is passed, as setsockopt(2) requires.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&raw const one).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        self.transmit(cx, i);
     }
 }
 
