@@ -253,9 +253,13 @@ pub struct CoreStats {
     pub tls_failures: u64,
     /// Bytes of files written with sendfile(2) ([`ConnCtx::send_file`]), also in `bytes_out`.
     pub file_bytes_out: u64,
+    /// Bytes read straight into the room a plugin reserved for a large record
+    /// ([`ConnCtx::reserve_input`]), without a copy from the driver's buffers; also in
+    /// `bytes_in`.
+    pub direct_bytes_in: u64,
 }
 
-const STAT_FIELDS: usize = 14;
+const STAT_FIELDS: usize = 15;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -274,6 +278,7 @@ impl CoreStats {
             self.tls_handshakes,
             self.tls_failures,
             self.file_bytes_out,
+            self.direct_bytes_in,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -292,6 +297,7 @@ impl CoreStats {
             tls_handshakes,
             tls_failures,
             file_bytes_out,
+            direct_bytes_in,
         ] = a;
         CoreStats {
             accepted,
@@ -308,6 +314,7 @@ impl CoreStats {
             tls_handshakes,
             tls_failures,
             file_bytes_out,
+            direct_bytes_in,
         }
     }
 }
@@ -1437,7 +1444,7 @@ impl<P: Plugin> Core<P> {
     /// Reading there saves copying every byte of the record from the driver's buffer.
     pub(crate) fn direct_input(&mut self, key: Key, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
         let c = self.sh.conns.get_mut(key)?;
-        if c.tls.is_some() || c.inbuf.is_empty() || c.flags & (CLOSING | ABORT) != 0 {
+        if c.tls.is_some() || c.inbuf.is_empty() || c.flags & (CLOSING | ABORT | REDELIVER) != 0 {
             return None;
         }
         let spare = c.inbuf.spare_capacity_mut();
@@ -1458,6 +1465,7 @@ impl<P: Plugin> Core<P> {
         // SAFETY: the driver's read initialized the `n` bytes after `len - n`, inside the
         // capacity (checked above); `u8` has no invalid bit patterns.
         unsafe { c.inbuf.set_len(len) };
+        self.sh.stats.direct_bytes_in += n as u64;
         if !self.count_input(key, n) {
             return;
         }
