@@ -242,6 +242,7 @@ fn raise_nofile() {
 }
 
 fn main() -> io::Result<()> {
+    ringwire_runtime::alloc::keep_freed_memory();
     let mut args = Args::parse();
     if !args.addr.ip().is_loopback() {
         usage("--addr must be a loopback address (this tool only loads this machine)");

@@ -171,6 +171,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    ringwire_runtime::alloc::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

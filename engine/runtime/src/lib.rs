@@ -36,6 +36,7 @@
 //! 4. for every connection a callback touched: start sends (vectored), pause/resume reads,
 //!    advance closes — then submit everything with one `io_uring_enter`.
 
+pub mod alloc;
 mod bus;
 mod config;
 mod core;
