@@ -1443,12 +1443,17 @@ impl<P: Plugin> Core<P> {
     /// at least `min` bytes of room reserved for the rest (a large WebSocket frame, say).
     /// Reading there saves copying every byte of the record from the driver's buffer.
     pub(crate) fn direct_input(&mut self, key: Key, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        let max_in = self.sh.cfg.max_in_buffer;
         let c = self.sh.conns.get_mut(key)?;
         if c.tls.is_some() || c.inbuf.is_empty() || c.flags & (CLOSING | ABORT | REDELIVER) != 0 {
             return None;
         }
+        // Never past the input limit: the last bytes up to it, and the byte that passes it
+        // (which aborts the connection), are read the usual way, where the limit is checked.
+        let below_limit = max_in.saturating_sub(c.inbuf.len());
         let spare = c.inbuf.spare_capacity_mut();
-        (spare.len() >= min).then_some(spare)
+        let n = spare.len().min(below_limit);
+        (n >= min).then(|| &mut spare[..n])
     }
 
     /// `n` bytes were read into the room [`Core::direct_input`] gave: they now follow the
