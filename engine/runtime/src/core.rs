@@ -1401,26 +1401,18 @@ impl<P: Plugin> Core<P> {
 
     /// Bytes arrived on a connection. `data` is the driver's receive buffer.
     pub(crate) fn deliver(&mut self, key: Key, data: &mut [u8]) {
-        if !self.count_input(key, data.len()) {
-            return; // input after close is discarded
-        }
-        let Some(c) = self.sh.conns.get_mut(key) else {
-            return;
-        };
-        if c.tls.is_some() {
-            self.deliver_tls(key, data);
-        } else {
-            self.deliver_plain(key, data);
+        match self.count_input(key, data.len()) {
+            Some(true) => self.deliver_tls(key, data),
+            Some(false) => self.deliver_plain(key, data),
+            None => {} // input after close is discarded
         }
     }
 
-    /// Count `n` bytes read on `key` (stats, read throttle). False if they are to be discarded:
-    /// the connection is gone or closing.
-    fn count_input(&mut self, key: Key, n: usize) -> bool {
+    /// Count `n` bytes read on `key` (stats, read throttle). `None` if they are to be
+    /// discarded (the connection is gone or closing), else whether the connection is TLS.
+    fn count_input(&mut self, key: Key, n: usize) -> Option<bool> {
         let now = self.sh.now;
-        let Some(c) = self.sh.conns.get_mut(key) else {
-            return false;
-        };
+        let c = self.sh.conns.get_mut(key)?;
         self.sh.stats.bytes_in += n as u64;
         if let Some(b) = c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
             b.refill(now);
@@ -1432,10 +1424,8 @@ impl<P: Plugin> Core<P> {
                 self.sh.mark_dirty(key);
             }
         }
-        self.sh
-            .conns
-            .get(key)
-            .is_some_and(|c| c.flags & (CLOSING | ABORT) == 0)
+        let c = self.sh.conns.get(key)?;
+        (c.flags & (CLOSING | ABORT) == 0).then_some(c.tls.is_some())
     }
 
     /// Where a driver may read the next bytes of `key` straight into the connection's input
@@ -1471,7 +1461,7 @@ impl<P: Plugin> Core<P> {
         // capacity (checked above); `u8` has no invalid bit patterns.
         unsafe { c.inbuf.set_len(len) };
         self.sh.stats.direct_bytes_in += n as u64;
-        if !self.count_input(key, n) {
+        if self.count_input(key, n).is_none() {
             return;
         }
         let Some(c) = self.sh.conns.get_mut(key) else {

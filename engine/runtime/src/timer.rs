@@ -164,10 +164,7 @@ impl<T> TimerWheel<T> {
             Some(Entry::Occupied { generation, node })
                 if *generation == key.generation && node.when < MAX_TICK =>
             {
-                let ns = u128::from(node.when) * self.tick_ns;
-                let secs = u64::try_from(ns / 1_000_000_000).ok()?;
-                let d = Duration::new(secs, (ns % 1_000_000_000) as u32);
-                self.start.checked_add(d)
+                self.ticks_to_instant_checked(node.when)
             }
             _ => None,
         }
