@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use ringwire_runtime::{Bytes, DriverChoice, DriverKind, ServerBuilder};
 
-use crate::worker::{BROADCAST_MIN_SIZE, Event, WorkerOut, new_hist, pattern};
+use crate::worker::{BROADCAST_MIN_SIZE, Event, WorkerOut, pattern};
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -373,30 +373,30 @@ fn main() -> io::Result<()> {
     } else {
         report.table(&args, &mut out)?;
     }
-    if args.count > 0 && report.measured != args.count * args.conns as u64 {
+    if args.count > 0 && report.m.measured != args.count * args.conns as u64 {
         fail(&format!(
             "{} of {} counted echoes completed within --secs",
-            report.measured,
+            report.m.measured,
             args.count * args.conns as u64
         ));
     }
-    if report.measured == 0 {
+    if report.m.measured == 0 {
         fail("nothing completed during the measured window");
     }
     if args.tls && args.mode == Mode::Storm {
         // Verify that --resume really resumed and that without it nothing did.
-        if args.resume && report.tls_resumed == 0 {
+        if args.resume && report.m.tls_resumed == 0 {
             fail("--resume: no handshake was resumed (does the server issue tickets/session IDs?)");
         }
-        if !args.resume && report.tls_resumed > 0 {
+        if !args.resume && report.m.tls_resumed > 0 {
             fail("handshakes resumed without --resume");
         }
     }
-    if report.errors > 0 {
+    if report.m.errors > 0 {
         eprintln!(
             "ringwire-load: {} connection error(s); first: {}",
-            report.errors,
-            report.first_error.as_deref().unwrap_or("?")
+            report.m.errors,
+            report.m.first_error.as_deref().unwrap_or("?")
         );
         exit(1);
     }
@@ -415,20 +415,9 @@ fn sleep_until(t: Instant) {
 
 /// Everything the threads measured, merged.
 struct Report {
-    hist: hdrhistogram::Histogram<u64>,
-    setup_hist: hdrhistogram::Histogram<u64>,
-    measured: u64,
-    warm: u64,
-    unfinished: u64,
-    errors: u64,
-    first_error: Option<String>,
-    server_pings: u64,
-    published: u64,
-    tls_full: u64,
-    tls_resumed: u64,
-    tls_params: Option<String>,
+    /// The cores' figures, added up ([`WorkerOut::absorb`]).
+    m: WorkerOut,
     driver: DriverKind,
-    setup_ms: f64,
     window: f64,
     client_cpu: Option<f64>,
     server_cpu: Option<f64>,
@@ -446,58 +435,30 @@ impl Report {
         client_cpu: Option<f64>,
         server_cpu: Option<f64>,
     ) -> Self {
-        let mut r = Report {
-            hist: new_hist(),
-            setup_hist: new_hist(),
-            measured: 0,
-            warm: 0,
-            unfinished: 0,
-            errors: 0,
-            first_error: None,
-            server_pings: 0,
-            published: 0,
-            tls_full: 0,
-            tls_resumed: 0,
-            tls_params: None,
+        let mut m = WorkerOut::new();
+        for o in outs {
+            m.absorb(o);
+        }
+        Report {
+            m,
             driver,
-            setup_ms: 0.0,
             window,
             client_cpu,
             server_cpu,
-        };
-        for o in outs {
-            let _ = r.hist.add(&o.hist);
-            let _ = r.setup_hist.add(&o.setup_hist);
-            r.measured += o.measured;
-            r.warm += o.warm;
-            r.unfinished += o.unfinished;
-            r.errors += o.errors;
-            if r.first_error.is_none() {
-                r.first_error = o.first_error;
-            }
-            r.server_pings += o.server_pings;
-            r.published += o.published;
-            r.tls_full += o.tls_full;
-            r.tls_resumed += o.tls_resumed;
-            if r.tls_params.is_none() {
-                r.tls_params = o.tls_params;
-            }
-            r.setup_ms = r.setup_ms.max(o.setup.as_secs_f64() * 1000.0);
         }
-        r
     }
 
     fn rate(&self) -> f64 {
-        self.measured as f64 / self.window
+        self.m.measured as f64 / self.window
     }
 
     fn q(&self, q: f64) -> f64 {
-        us(self.hist.value_at_quantile(q))
+        us(self.m.hist.value_at_quantile(q))
     }
 
     fn per_msg_us(&self, cpu: Option<f64>) -> Option<f64> {
-        cpu.filter(|_| self.measured > 0)
-            .map(|c| c * 1e6 / self.measured as f64)
+        cpu.filter(|_| self.m.measured > 0)
+            .map(|c| c * 1e6 / self.m.measured as f64)
     }
 
     fn json(&self, args: &Args) -> String {
@@ -533,31 +494,34 @@ impl Report {
             ("rate", num((args.rate > 0.0).then_some(args.rate))),
             ("warmup_secs", num(Some(args.warmup))),
             ("secs", num(Some(args.secs))),
-            ("setup_ms", num(Some(self.setup_ms))),
+            ("setup_ms", num(Some(self.m.setup.as_secs_f64() * 1000.0))),
             (
                 "setup_p50_us",
-                num((!self.setup_hist.is_empty())
-                    .then(|| us(self.setup_hist.value_at_quantile(0.5)))),
+                num((!self.m.setup_hist.is_empty())
+                    .then(|| us(self.m.setup_hist.value_at_quantile(0.5)))),
             ),
             (
                 "setup_p99_us",
-                num((!self.setup_hist.is_empty())
-                    .then(|| us(self.setup_hist.value_at_quantile(0.99)))),
+                num((!self.m.setup_hist.is_empty())
+                    .then(|| us(self.m.setup_hist.value_at_quantile(0.99)))),
             ),
-            ("messages", self.measured.to_string()),
-            ("messages_total", (self.measured + self.warm).to_string()),
+            ("messages", self.m.measured.to_string()),
+            (
+                "messages_total",
+                (self.m.measured + self.m.warm).to_string(),
+            ),
             ("msgs_per_sec", num(Some(self.rate()))),
             ("bytes_per_sec", num(Some(self.rate() * args.size as f64))),
             ("p50_us", num(Some(self.q(0.5)))),
             ("p90_us", num(Some(self.q(0.9)))),
             ("p99_us", num(Some(self.q(0.99)))),
             ("p999_us", num(Some(self.q(0.999)))),
-            ("max_us", num(Some(us(self.hist.max())))),
-            ("mean_us", num(Some(self.hist.mean() / 1000.0))),
-            ("unfinished", self.unfinished.to_string()),
-            ("errors", self.errors.to_string()),
-            ("server_pings", self.server_pings.to_string()),
-            ("published", self.published.to_string()),
+            ("max_us", num(Some(us(self.m.hist.max())))),
+            ("mean_us", num(Some(self.m.hist.mean() / 1000.0))),
+            ("unfinished", self.m.unfinished.to_string()),
+            ("errors", self.m.errors.to_string()),
+            ("server_pings", self.m.server_pings.to_string()),
+            ("published", self.m.published.to_string()),
             (
                 "client_cpu_pct",
                 num(self.client_cpu.map(|c| 100.0 * c / self.window)),
@@ -586,14 +550,14 @@ impl Report {
         }
         f.push(("tls", args.tls.to_string()));
         if args.tls {
-            let mut p = self.tls_params.as_deref().unwrap_or("").split(' ');
+            let mut p = self.m.tls_params.as_deref().unwrap_or("").split(' ');
             for k in ["tls_version", "tls_suite", "tls_group"] {
                 f.push((k, format!("\"{}\"", p.next().unwrap_or("?"))));
             }
             f.push(("tls_name", format!("{:?}", args.tls_name)));
             f.push(("resume", args.resume.to_string()));
-            f.push(("tls_full", self.tls_full.to_string()));
-            f.push(("tls_resumed", self.tls_resumed.to_string()));
+            f.push(("tls_full", self.m.tls_full.to_string()));
+            f.push(("tls_resumed", self.m.tls_resumed.to_string()));
         }
         let body: Vec<String> = f.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}", body.join(","))
@@ -636,16 +600,16 @@ impl Report {
             }
         )?;
         let row = |out: &mut dyn Write, k: &str, v: String| writeln!(out, "  {k:<13} {v}");
-        if !self.setup_hist.is_empty() {
+        if !self.m.setup_hist.is_empty() {
             row(
                 out,
                 "setup",
                 format!(
                     "{} connections in {:.1} ms (open p50 {:.1} us, p99 {:.1} us)",
-                    self.setup_hist.len(),
-                    self.setup_ms,
-                    us(self.setup_hist.value_at_quantile(0.5)),
-                    us(self.setup_hist.value_at_quantile(0.99))
+                    self.m.setup_hist.len(),
+                    self.m.setup.as_secs_f64() * 1000.0,
+                    us(self.m.setup_hist.value_at_quantile(0.5)),
+                    us(self.m.setup_hist.value_at_quantile(0.99))
                 ),
             )?;
         }
@@ -655,10 +619,10 @@ impl Report {
             format!(
                 "{:.0}  ({} in {:.2} s after {} s warm-up ({} more); all verified)",
                 self.rate(),
-                self.measured,
+                self.m.measured,
                 self.window,
                 args.warmup,
-                self.warm
+                self.m.warm
             ),
         )?;
         if args.mode == Mode::Broadcast {
@@ -667,7 +631,7 @@ impl Report {
                 "published",
                 format!(
                     "{} in the window, to {} subscribers",
-                    self.published, args.conns
+                    self.m.published, args.conns
                 ),
             )?;
         }
@@ -680,18 +644,18 @@ impl Report {
                 self.q(0.9),
                 self.q(0.99),
                 self.q(0.999),
-                us(self.hist.max()),
-                self.hist.mean() / 1000.0
+                us(self.m.hist.max()),
+                self.m.hist.mean() / 1000.0
             ),
         )?;
         row(out, "", format!("({lat})"))?;
-        if self.unfinished > 0 {
+        if self.m.unfinished > 0 {
             row(
                 out,
                 "unfinished",
                 format!(
                     "{} still in flight at the end (counted at their age)",
-                    self.unfinished
+                    self.m.unfinished
                 ),
             )?;
         }
@@ -729,28 +693,28 @@ impl Report {
                 "tls",
                 format!(
                     "{}, {} full + {} resumed handshakes {when}{}",
-                    self.tls_params.as_deref().unwrap_or("?"),
-                    self.tls_full,
-                    self.tls_resumed,
+                    self.m.tls_params.as_deref().unwrap_or("?"),
+                    self.m.tls_full,
+                    self.m.tls_resumed,
                     if args.resume { " (--resume)" } else { "" }
                 ),
             )?;
         }
-        if self.server_pings > 0 {
+        if self.m.server_pings > 0 {
             row(
                 out,
                 "server pings",
-                format!("{} answered", self.server_pings),
+                format!("{} answered", self.m.server_pings),
             )?;
         }
-        if self.errors > 0 {
+        if self.m.errors > 0 {
             row(
                 out,
                 "errors",
                 format!(
                     "{} (first: {})",
-                    self.errors,
-                    self.first_error.as_deref().unwrap_or("?")
+                    self.m.errors,
+                    self.m.first_error.as_deref().unwrap_or("?")
                 ),
             )?;
         }

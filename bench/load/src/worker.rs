@@ -235,7 +235,8 @@ pub struct WorkerOut {
 }
 
 impl WorkerOut {
-    fn new() -> Self {
+    /// Nothing measured yet.
+    pub fn new() -> Self {
         WorkerOut {
             hist: new_hist(),
             setup_hist: new_hist(),
@@ -250,6 +251,28 @@ impl WorkerOut {
             tls_full: 0,
             tls_resumed: 0,
             tls_params: None,
+        }
+    }
+
+    /// Add another core's figures to these: counts summed, histograms merged, the longest
+    /// setup, the first error and TLS parameters seen.
+    pub fn absorb(&mut self, o: WorkerOut) {
+        let _ = self.hist.add(&o.hist);
+        let _ = self.setup_hist.add(&o.setup_hist);
+        self.measured += o.measured;
+        self.warm += o.warm;
+        self.unfinished += o.unfinished;
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+        self.server_pings += o.server_pings;
+        self.published += o.published;
+        self.setup = self.setup.max(o.setup);
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
+        if self.tls_params.is_none() {
+            self.tls_params = o.tls_params;
         }
     }
 }
