@@ -16,8 +16,9 @@
 //! throttle_read = 0         # bytes/s per connection, 0 = off
 //! throttle_write = 0
 //! uring_entries = 1024
-//! uring_batch_wait_us = 0        # io_uring: wait this long to batch completions (0 = off)
+//! uring_batch_wait_us = 0        # io_uring, busy core: wait this long to batch completions (0 = off)
 //! uring_batch_size = 64          # completions that end the batch wait early
+//! uring_batch_busy = 16          # completions in a turn that make the next one batch (0 = always)
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
 //! # HTTP (docs/http.md)
@@ -120,6 +121,8 @@ pub struct FileConfig {
     pub uring_batch_wait_us: Option<u64>,
     /// io_uring: completions that end a batch wait.
     pub uring_batch_size: Option<usize>,
+    /// io_uring: completions a turn handles for the next to wait for a batch (0 = always).
+    pub uring_batch_busy: Option<usize>,
     /// io_uring provided receive buffers per core.
     pub recv_buffers: Option<u16>,
     /// Receive buffer size (bytes).
@@ -297,6 +300,7 @@ impl FileConfig {
             uring_entries,
             uring_batch_wait_us,
             uring_batch_size,
+            uring_batch_busy,
             recv_buffers,
             recv_buffer_size,
             ws_max_message,
@@ -415,6 +419,9 @@ impl FileConfig {
                 return Err(ConfigError("uring_batch_size must be at least 1".into()));
             }
             c.uring_batch_size = v;
+        }
+        if let Some(v) = self.uring_batch_busy {
+            c.uring_batch_busy = v;
         }
         if let Some(v) = self.recv_buffers {
             if v == 0 {
@@ -581,6 +588,23 @@ mod tests {
         let rt = m.runtime().unwrap();
         assert_eq!(rt.threads, 1);
         assert_eq!(rt.driver, DriverChoice::Epoll);
+    }
+
+    #[test]
+    fn uring_batch_keys() {
+        let rt = FileConfig::parse("").unwrap().runtime().unwrap();
+        assert_eq!(rt.uring_batch_wait, Duration::ZERO);
+        assert_eq!(rt.uring_batch_busy, 16);
+        let rt = FileConfig::parse(
+            "uring_batch_wait_us = 50\nuring_batch_size = 256\nuring_batch_busy = 0\n",
+        )
+        .unwrap()
+        .runtime()
+        .unwrap();
+        assert_eq!(rt.uring_batch_wait, Duration::from_micros(50));
+        assert_eq!((rt.uring_batch_size, rt.uring_batch_busy), (256, 0));
+        let e = FileConfig::parse("uring_batch_size = 0").unwrap().runtime();
+        assert!(e.unwrap_err().0.contains("uring_batch_size"));
     }
 
     #[test]

@@ -105,10 +105,15 @@ struct ServeArgs {
     /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
     #[arg(long)]
     cors_origin: Option<String>,
-    /// io_uring: wait up to this many µs to handle completions in batches (fewer syscalls per
-    /// message under load, up to this much added latency; 0 = off, the default).
+    /// io_uring: on a busy core, wait up to this many µs to handle completions in batches
+    /// (fewer syscalls per message under load, up to this much added latency; 0 = off, the
+    /// default).
     #[arg(long)]
     uring_batch_wait_us: Option<u64>,
+    /// io_uring: completions one loop turn handles for the next to wait for a batch
+    /// (default 16; 0 = every turn waits).
+    #[arg(long)]
+    uring_batch_busy: Option<usize>,
     /// HTTP: read file bodies into user space instead of sending them with sendfile(2).
     #[arg(long)]
     no_sendfile: bool,
@@ -222,6 +227,7 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         www_cache_entries: a.www_cache_entries,
         no_sendfile: a.no_sendfile.then_some(true),
         uring_batch_wait_us: a.uring_batch_wait_us,
+        uring_batch_busy: a.uring_batch_busy,
         cors_origin: a.cors_origin,
         no_test_page: a.no_test_page.then_some(true),
         auth_user: (!a.auth_user.is_empty()).then_some(a.auth_user),

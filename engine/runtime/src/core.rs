@@ -257,9 +257,12 @@ pub struct CoreStats {
     /// ([`ConnCtx::reserve_input`]), without a copy from the driver's buffers; also in
     /// `bytes_in`.
     pub direct_bytes_in: u64,
+    /// io_uring loop turns that waited for a batch of completions
+    /// ([`crate::RuntimeConfig::uring_batch_wait`]) rather than for the first one.
+    pub batch_waits: u64,
 }
 
-const STAT_FIELDS: usize = 15;
+const STAT_FIELDS: usize = 16;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -279,6 +282,7 @@ impl CoreStats {
             self.tls_failures,
             self.file_bytes_out,
             self.direct_bytes_in,
+            self.batch_waits,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -298,6 +302,7 @@ impl CoreStats {
             tls_failures,
             file_bytes_out,
             direct_bytes_in,
+            batch_waits,
         ] = a;
         CoreStats {
             accepted,
@@ -315,6 +320,7 @@ impl CoreStats {
             tls_failures,
             file_bytes_out,
             direct_bytes_in,
+            batch_waits,
         }
     }
 }

@@ -40,6 +40,7 @@ both_drivers!(
     pause_and_resume_redelivers,
     stats_count,
     batch_wait_keeps_echo_and_timers,
+    batch_wait_only_on_a_busy_core,
     fine_timer_tick,
 );
 
@@ -170,6 +171,7 @@ fn batch_wait_keeps_echo_and_timers(d: DriverChoice) {
     let bcfg = |threads| RuntimeConfig {
         uring_batch_wait: Duration::from_micros(500),
         uring_batch_size: 16,
+        uring_batch_busy: 0,
         ..cfg(d, threads)
     };
     let (server, addr) = start(bcfg(1), |_| Echo);
@@ -193,12 +195,68 @@ fn batch_wait_keeps_echo_and_timers(d: DriverChoice) {
         assert_eq!(roundtrip(&mut s, &[i]), [i]);
     }
     drop(s);
+    // Every turn waited for a batch (where the kernel can: Linux 6.12 added the min wait).
+    wait_for("stats", || server.stats()[0].accepted == 51);
+    std::thread::sleep(Duration::from_millis(150));
+    let waits = server.stats()[0].batch_waits;
+    if d == DriverChoice::Uring && kernel_at_least(6, 12) {
+        assert!(waits > 0, "no batch wait counted");
+    } else if d == DriverChoice::Epoll {
+        assert_eq!(waits, 0, "epoll has no batch wait");
+    }
     drop(server);
     let (_server, addr) = start(bcfg(1), |_| Timers);
     let mut s = connect(addr);
     let mut got = String::new();
     s.read_to_string(&mut got).unwrap();
     assert_eq!(got, "21");
+}
+
+/// The default batch wait applies only after a busy turn: one connection echoing one byte at a
+/// time never makes a turn wait for a batch, even with a wait long enough to stall it.
+fn batch_wait_only_on_a_busy_core(d: DriverChoice) {
+    let (server, addr) = start(
+        RuntimeConfig {
+            uring_batch_wait: Duration::from_millis(300),
+            ..cfg(d, 1)
+        },
+        |_| Echo,
+    );
+    let mut s = connect(addr);
+    let t = Instant::now();
+    for i in 0..20u8 {
+        assert_eq!(roundtrip(&mut s, &[i]), [i]);
+    }
+    let quiet = t.elapsed();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        server.stats()[0].batch_waits,
+        0,
+        "a quiet core waited for a batch"
+    );
+    // 20 waits of 300 ms would take 6 s; generous for a loaded CI machine.
+    assert!(quiet < Duration::from_secs(3), "20 echoes took {quiet:?}");
+    // Many connections at once still get every byte back, whatever turns end up batched.
+    let conns: Vec<TcpStream> = (0..64).map(|_| connect(addr)).collect();
+    for (i, mut c) in conns.iter().enumerate() {
+        c.write_all(&[i as u8; 100]).unwrap();
+    }
+    for (i, mut c) in conns.iter().enumerate() {
+        let mut got = [0u8; 100];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, [i as u8; 100]);
+    }
+}
+
+/// The running kernel is at least `major.minor` (from /proc/sys/kernel/osrelease).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let v = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    v >= (major, minor)
 }
 
 fn echo_large_messages(d: DriverChoice) {

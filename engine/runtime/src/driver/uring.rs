@@ -276,6 +276,8 @@ pub(crate) struct Uring {
     /// Batched waiting ([`crate::RuntimeConfig::uring_batch_wait`]): completions to wait for,
     /// and the µs after which one is enough. None: return at the first completion.
     batch: Option<(usize, u32)>,
+    /// Completions the last turn must have handled for the next to wait for a batch.
+    batch_busy: usize,
 }
 
 impl Uring {
@@ -356,6 +358,7 @@ impl Uring {
             wake: Arc::new(EventFd(efd)),
             wake_armed: false,
             batch,
+            batch_busy: cfg.uring_batch_busy,
             cqes: Vec::with_capacity(1024),
         })
     }
@@ -793,8 +796,13 @@ impl Uring {
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             // With a batch wait, the kernel returns once `want` completions are there, or
-            // once `us` passed and at least one is.
-            let r = match (wait, self.batch) {
+            // once `us` passed and at least one is. Only a busy core waits so: after a quiet
+            // turn, the next completion is handled at once.
+            let batch = self.batch.filter(|_| self.cqes.len() >= self.batch_busy);
+            if batch.is_some() && !wait.is_some_and(|d| d.is_zero()) {
+                core.sh.stats.batch_waits += 1;
+            }
+            let r = match (wait, batch) {
                 (Some(d), _) if d.is_zero() => self.ring.submit(),
                 (Some(d), Some((want, us))) => {
                     let ts = types::Timespec::from(d);
