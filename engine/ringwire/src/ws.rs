@@ -388,15 +388,39 @@ fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
 pub struct WsState {
     ws: WebSocket,
     id: ConnId,
-    subprotocol: Option<Arc<str>>,
-    channels: Vec<Arc<str>>,
-    last_rx: Instant,
+    /// When input last arrived: milliseconds since the core's [`WsServer::epoch`] (half the
+    /// size of an `Instant`).
+    last_rx_ms: u64,
     pong_timer: Option<TimerId>,
     close_timer: bool,
     /// Input arrived since the last heartbeat tick (only-if-idle heartbeats skip the ping).
     rx_since_hb: bool,
-    /// The peer's Close (code, reason), boxed: most connections never hold one.
-    peer_close: Option<Box<(Option<CloseCode>, String)>>,
+    /// A subprotocol, channels, the peer's Close: boxed, since many connections have none.
+    extra: Option<Box<WsExtra>>,
+}
+
+/// The part of a [`WsState`] that many connections never need.
+#[derive(Default)]
+struct WsExtra {
+    subprotocol: Option<Arc<str>>,
+    channels: Vec<Arc<str>>,
+    /// The peer's Close (code, reason).
+    peer_close: Option<(Option<CloseCode>, String)>,
+}
+
+impl WsState {
+    fn extra_mut(&mut self) -> &mut WsExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+    fn subprotocol(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref()?.subprotocol.as_ref()
+    }
+    fn channels(&self) -> &[Arc<str>] {
+        self.extra.as_ref().map_or(&[], |e| &e.channels)
+    }
+    fn peer_close(&self) -> Option<&(Option<CloseCode>, String)> {
+        self.extra.as_ref()?.peer_close.as_ref()
+    }
 }
 
 /// A message whose frame was taken from the input ([`ConnCtx::take_input`]): its kind and
@@ -533,7 +557,7 @@ impl<'c> WsCtx<'_, 'c> {
     }
     /// The negotiated subprotocol.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.st.subprotocol.as_deref()
+        self.st.subprotocol().map(|p| &**p)
     }
     /// The negotiated permessage-deflate parameters.
     pub fn deflate(&self) -> Option<&DeflateParams> {
@@ -616,21 +640,23 @@ impl<'c> WsCtx<'_, 'c> {
     }
     /// Subscribe this connection to a channel.
     pub fn subscribe(&mut self, channel: &str) {
-        if self.st.channels.iter().any(|c| &**c == channel) {
+        if self.st.channels().iter().any(|c| &**c == channel) {
             return;
         }
         let c: Arc<str> = Arc::from(channel);
         self.reg.join(&c, self.st.id);
-        self.st.channels.push(c);
+        self.st.extra_mut().channels.push(c);
     }
     /// Unsubscribe this connection from a channel.
     pub fn unsubscribe(&mut self, channel: &str) {
-        self.st.channels.retain(|c| &**c != channel);
+        if let Some(e) = self.st.extra.as_deref_mut() {
+            e.channels.retain(|c| &**c != channel);
+        }
         self.reg.leave(channel, self.st.id);
     }
     /// The channels this connection is subscribed to.
     pub fn channels(&self) -> impl Iterator<Item = &str> {
-        self.st.channels.iter().map(|c| &**c)
+        self.st.channels().iter().map(|c| &**c)
     }
     /// Broadcast on every core (this connection included unless excluded).
     pub fn broadcast(&mut self, b: Broadcast) -> usize {
@@ -688,6 +714,8 @@ pub struct WsServer<H> {
     reg: Registry,
     http: HttpServer,
     out: Vec<u8>,
+    /// What [`WsState::last_rx_ms`] counts from.
+    epoch: Instant,
 }
 
 impl<H: WsHandler> WsServer<H> {
@@ -706,6 +734,7 @@ impl<H: WsHandler> WsServer<H> {
             },
             http: HttpServer::default(),
             out: Vec::new(),
+            epoch: Instant::now(),
         }
     }
 
@@ -718,6 +747,13 @@ impl<H: WsHandler> WsServer<H> {
     /// The handler (tests inspect it).
     pub fn handler(&self) -> &H {
         &self.handler
+    }
+
+    /// Milliseconds from [`WsServer::epoch`] to `t`, rounded up: an idle timeout measured from
+    /// it never fires early.
+    fn ms_since_epoch(&self, t: Instant) -> u64 {
+        let ns = t.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(ns.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
     fn flush(&mut self, cx: &mut ConnCtx<'_>) {
@@ -805,13 +841,16 @@ impl<H: WsHandler> WsServer<H> {
         let st = WsState {
             ws: WebSocket::server(self.codec.clone(), deflate),
             id,
-            subprotocol: sp.clone(),
-            channels: Vec::new(),
-            last_rx: now,
+            last_rx_ms: self.ms_since_epoch(now),
             rx_since_hb: false,
             pong_timer: None,
             close_timer: false,
-            peer_close: None,
+            extra: sp.clone().map(|p| {
+                Box::new(WsExtra {
+                    subprotocol: Some(p),
+                    ..WsExtra::default()
+                })
+            }),
         };
         self.reg.all.insert(id);
         if let Some(bits) = shared_deflate {
@@ -839,6 +878,14 @@ impl<H: WsHandler> WsServer<H> {
                 out: &mut self.out,
             };
             self.handler.on_open(&mut ws);
+            // Frames that came with the request are handled now, and their answers leave in
+            // one send with the 101: a connection's out-queue then never needs room for two.
+            if let Some(rest) = data.get_mut(used..).filter(|r| !r.is_empty())
+                && !cx.is_closing()
+                && !cx.is_reading_paused()
+            {
+                return used + self.frames(st, cx, rest);
+            }
         }
         self.flush(cx);
         used
@@ -876,7 +923,7 @@ impl<H: WsHandler> WsServer<H> {
     /// Frames of an open WebSocket.
     fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         let now = cx.now();
-        st.last_rx = now;
+        st.last_rx_ms = self.ms_since_epoch(now);
         st.rx_since_hb = true;
         // In only-if-idle mode any input is proof of life: it also answers an outstanding ping.
         if self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle)
@@ -982,7 +1029,7 @@ impl<H: WsHandler> WsServer<H> {
                     self.handler.on_pong(&mut ws, p);
                 }
                 WsEvent::Close { code, reason } => {
-                    ws.st.peer_close = Some(Box::new((code, reason.to_owned())));
+                    ws.st.extra_mut().peer_close = Some((code, reason.to_owned()));
                 }
             }
             if start >= data.len() {
@@ -1152,8 +1199,9 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             && st.ws.state() == State::Open
         {
             // TCP FIN without a Close frame: abnormal closure (1006).
-            st.peer_close
-                .get_or_insert_with(|| Box::new((Some(CloseCode::ABNORMAL), String::new())));
+            st.extra_mut()
+                .peer_close
+                .get_or_insert_with(|| (Some(CloseCode::ABNORMAL), String::new()));
         }
         cx.close();
     }
@@ -1210,7 +1258,8 @@ impl<H: WsHandler> Plugin for WsServer<H> {
                 let Some(idle) = self.cfg.idle_timeout else {
                     return;
                 };
-                let quiet_for = now.saturating_duration_since(st.last_rx);
+                let last_rx = self.epoch + Duration::from_millis(st.last_rx_ms);
+                let quiet_for = now.saturating_duration_since(last_rx);
                 if quiet_for >= idle {
                     self.fail(
                         st,
@@ -1282,10 +1331,10 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         if let HttpConn::Ws(st) = conn {
             self.reg.all.remove(&st.id);
             self.reg.no_context_takeover.remove(&st.id);
-            for c in &st.channels {
+            for c in st.channels() {
                 self.reg.leave(c, st.id);
             }
-            if let Some(p) = &st.subprotocol
+            if let Some(p) = st.subprotocol()
                 && let Some(set) = self.reg.subprotocols.get_mut(p)
             {
                 set.remove(&st.id);
@@ -1293,7 +1342,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
                     self.reg.subprotocols.remove(p);
                 }
             }
-            let (code, reason) = match st.peer_close.as_deref() {
+            let (code, reason) = match st.peer_close() {
                 Some((code, reason)) => (code.unwrap_or(CloseCode::NO_STATUS), reason.as_str()),
                 None => (CloseCode::ABNORMAL, ""),
             };

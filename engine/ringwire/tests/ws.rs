@@ -38,6 +38,7 @@ both_drivers!(
     broadcast_compressed_once_for_no_context_takeover,
     streaming_delivers_fragments,
     heartbeat_only_if_idle,
+    frames_with_the_upgrade_request,
 );
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -617,4 +618,61 @@ fn heartbeat_only_if_idle(d: DriverChoice) {
             .iter()
             .any(|l| l == "error HeartbeatTimeout")
     });
+}
+
+/// Reads one unmasked server frame: (first byte, payload).
+fn server_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).unwrap();
+    (h[0], p)
+}
+
+/// Frames sent in the same write as the upgrade request (and one split across it and a later
+/// write) are answered after the 101, in order.
+fn frames_with_the_upgrade_request(d: DriverChoice) {
+    let (_s, addr, log) = start(d, 1, WsServerConfig::default());
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req =
+        b"GET /early HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+    req.extend(client_frame(true, 0x1, b"one"));
+    req.extend(client_frame(true, 0x9, b"ping"));
+    req.extend(client_frame(true, 0x2, b"two"));
+    let last = client_frame(true, 0x1, b"three");
+    req.extend_from_slice(&last[..4]);
+    s.write_all(&req).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(server_frame(&mut s), (0x81, b"one".to_vec()));
+    assert_eq!(server_frame(&mut s), (0x8A, b"ping".to_vec()));
+    assert_eq!(server_frame(&mut s), (0x82, b"two".to_vec()));
+    s.write_all(&last[4..]).unwrap();
+    assert_eq!(server_frame(&mut s), (0x81, b"three".to_vec()));
+    assert!(log.lock().unwrap().iter().any(|l| l == "open -"));
 }

@@ -1170,6 +1170,11 @@ impl ConnCtx<'_> {
         let key = self.key;
         self.core.sh.set_paused(key, false);
     }
+    /// Reading is paused ([`ConnCtx::pause_reading`]): input not consumed yet waits for
+    /// [`ConnCtx::resume_reading`].
+    pub fn is_reading_paused(&self) -> bool {
+        self.conn().is_some_and(|c| c.flags & PAUSED != 0)
+    }
 }
 
 /// One core: its plugin, the plugin's per-connection states, and the shared table.

@@ -297,21 +297,43 @@ impl MaskGen {
 /// call back.
 pub struct WebSocket {
     role: Role,
+    state: State,
+    utf8: Utf8Validator,
     /// Shared by every connection made from the same `Arc` (64 bytes each otherwise).
     config: Arc<Config>,
-    state: State,
-    close_deadline: Option<Instant>,
     rx_msg: Option<RxMessage>,
-    utf8: Utf8Validator,
     partial: Option<Partial>,
+    /// What only some connections need, boxed so an idle server connection without
+    /// permessage-deflate holds none of it: allocated when first needed and freed once it
+    /// holds nothing again.
+    cold: Option<Box<Cold>>,
+}
+
+/// The rarely needed part of a [`WebSocket`].
+#[derive(Default)]
+struct Cold {
+    close_deadline: Option<Instant>,
     /// Reassembly / inflate buffer of the incoming message.
     message: Vec<u8>,
     deflate_params: Option<DeflateParams>,
-    deflate: Option<Box<DeflateState>>,
-    masks: Option<Box<MaskGen>>,
+    deflate: Option<DeflateState>,
+    masks: Option<MaskGen>,
     /// Control frames queued by the connection (pongs, Close).
     tx: Vec<u8>,
     tx_fragment: Option<TxFragment>,
+}
+
+impl Cold {
+    /// Holds nothing a fresh connection would not: it can be freed.
+    fn is_empty(&self) -> bool {
+        self.close_deadline.is_none()
+            && self.message.capacity() == 0
+            && self.deflate_params.is_none()
+            && self.deflate.is_none()
+            && self.masks.is_none()
+            && self.tx.is_empty()
+            && self.tx_fragment.is_none()
+    }
 }
 
 impl fmt::Debug for WebSocket {
@@ -319,10 +341,13 @@ impl fmt::Debug for WebSocket {
         f.debug_struct("WebSocket")
             .field("role", &self.role)
             .field("state", &self.state)
-            .field("deflate", &self.deflate_params)
+            .field("deflate", &self.deflate_params())
             .field("rx_msg", &self.rx_msg)
-            .field("buffered", &self.message.len())
-            .field("queued_tx", &self.tx.len())
+            .field(
+                "buffered",
+                &self.cold.as_ref().map_or(0, |c| c.message.len()),
+            )
+            .field("queued_tx", &self.cold.as_ref().map_or(0, |c| c.tx.len()))
             .finish_non_exhaustive()
     }
 }
@@ -345,7 +370,7 @@ impl WebSocket {
             Role::Client,
             config.into(),
             deflate,
-            Some(Box::new(MaskGen::new(mask_entropy))),
+            Some(MaskGen::new(mask_entropy)),
         )
     }
 
@@ -353,25 +378,49 @@ impl WebSocket {
         role: Role,
         config: Arc<Config>,
         deflate_params: Option<DeflateParams>,
-        masks: Option<Box<MaskGen>>,
+        masks: Option<MaskGen>,
     ) -> Self {
         let deflate = deflate_params
             .as_ref()
-            .map(|p| Box::new(DeflateState::new(role, p, &config.deflate)));
-        Self {
-            role,
-            config,
-            state: State::Open,
-            close_deadline: None,
-            rx_msg: None,
-            utf8: Utf8Validator::default(),
-            partial: None,
-            message: Vec::new(),
+            .map(|p| DeflateState::new(role, p, &config.deflate));
+        let cold = Cold {
             deflate_params,
             deflate,
             masks,
-            tx: Vec::new(),
-            tx_fragment: None,
+            ..Cold::default()
+        };
+        Self {
+            role,
+            state: State::Open,
+            utf8: Utf8Validator::default(),
+            config,
+            rx_msg: None,
+            partial: None,
+            cold: (!cold.is_empty()).then(|| Box::new(cold)),
+        }
+    }
+
+    /// The cold part, allocated if it was not.
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the cold part if it holds nothing.
+    fn release_cold(&mut self) {
+        if self.cold.as_ref().is_some_and(|c| c.is_empty()) {
+            self.cold = None;
+        }
+    }
+
+    fn tx_fragment(&self) -> Option<TxFragment> {
+        self.cold.as_ref().and_then(|c| c.tx_fragment)
+    }
+
+    /// No outgoing fragmented message in progress and no close deadline any more.
+    fn end_tx(&mut self) {
+        if let Some(c) = self.cold.as_deref_mut() {
+            c.tx_fragment = None;
+            c.close_deadline = None;
         }
     }
 
@@ -392,20 +441,24 @@ impl WebSocket {
 
     /// The negotiated permessage-deflate parameters, if any.
     pub fn deflate_params(&self) -> Option<&DeflateParams> {
-        self.deflate_params.as_ref()
+        self.cold.as_ref().and_then(|c| c.deflate_params.as_ref())
     }
 
     /// `Closed` and nothing left to transmit: the engine may close the TCP connection.
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed && self.tx.is_empty()
+        self.state == State::Closed && self.cold.as_ref().is_none_or(|c| c.tx.is_empty())
     }
 
     /// Hands back the buffer of an owned [`WsEvent`] payload so the next reassembled or
     /// inflated message reuses its allocation.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.message.capacity() < buf.capacity() && self.message.is_empty() {
+        if buf.capacity() == 0 {
+            return;
+        }
+        let c = self.cold_mut();
+        if c.message.capacity() < buf.capacity() && c.message.is_empty() {
             buf.clear();
-            self.message = buf;
+            c.message = buf;
         }
     }
 
@@ -492,7 +545,7 @@ impl WebSocket {
     fn check_header(&self, h: &FrameHeader) -> Result<(), WsError> {
         let rules = FrameRules {
             role: self.role,
-            allow_rsv1: self.deflate.is_some(),
+            allow_rsv1: self.cold.as_ref().is_some_and(|c| c.deflate.is_some()),
             max_payload: u64::try_from(self.config.max_frame_payload).unwrap_or(u64::MAX),
         };
         rules.check(h)?;
@@ -629,11 +682,11 @@ impl WebSocket {
                 // received.)" No code received: answer 1000.
                 self.queue_close(code.unwrap_or(CloseCode::NORMAL), "");
                 self.state = State::CloseReceived;
-                self.tx_fragment = None;
+                self.end_tx();
             }
             State::CloseSent => {
                 self.state = State::Closed;
-                self.close_deadline = None;
+                self.end_tx();
             }
             State::CloseReceived | State::Closed => {}
         }
@@ -712,9 +765,11 @@ impl WebSocket {
                     received: msg.wire_len,
                 }),
                 FragmentMode::Reassemble => {
-                    self.message.extend_from_slice(payload);
+                    let c = self.cold_mut();
+                    c.message.extend_from_slice(payload);
                     if fin {
-                        let data = std::mem::take(&mut self.message);
+                        let data = std::mem::take(&mut c.message);
+                        self.release_cold();
                         deliver.then_some(WsEvent::Message {
                             kind,
                             data: Cow::Owned(data),
@@ -727,7 +782,12 @@ impl WebSocket {
         }
 
         // permessage-deflate: inflate as fragments arrive, bounded by max_message_size.
-        let Some(deflate) = self.deflate.as_mut() else {
+        let Some(Cold {
+            deflate: Some(deflate),
+            message,
+            ..
+        }) = self.cold.as_deref_mut()
+        else {
             return Err(WsError::ReservedBits);
         };
         let limit = self.config.max_message_size;
@@ -739,7 +799,7 @@ impl WebSocket {
                     .saturating_sub(msg.out_len),
             )
             .unwrap_or(usize::MAX);
-            let mut chunk = std::mem::take(&mut self.message);
+            let mut chunk = std::mem::take(message);
             chunk.clear();
             deflate.decompress(payload, fin, &mut chunk, left)?;
             if validate {
@@ -762,23 +822,23 @@ impl WebSocket {
                 received,
             }));
         }
-        let start = self.message.len();
-        deflate.decompress(payload, fin, &mut self.message, limit)?;
+        let start = message.len();
+        deflate.decompress(payload, fin, message, limit)?;
         if validate {
-            let new = self.message.get(start..).unwrap_or_default();
+            let new = message.get(start..).unwrap_or_default();
             self.utf8.feed(new).map_err(|_| WsError::InvalidUtf8)?;
             if fin {
                 self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
             }
         }
         if let Some(m) = self.rx_msg.as_mut() {
-            m.out_len = self.message.len() as u64;
+            m.out_len = message.len() as u64;
         }
         if !fin {
             return Ok(None);
         }
+        let data = std::mem::take(message);
         self.rx_msg = None;
-        let data = std::mem::take(&mut self.message);
         Ok(deliver.then_some(WsEvent::Message {
             kind,
             data: Cow::Owned(data),
@@ -794,9 +854,11 @@ impl WebSocket {
         self.rx_msg = None;
         self.partial = None;
         self.utf8.reset();
-        self.message.clear();
-        if let Some(d) = &mut self.deflate {
-            d.abort_rx();
+        if let Some(c) = self.cold.as_deref_mut() {
+            c.message.clear();
+            if let Some(d) = &mut c.deflate {
+                d.abort_rx();
+            }
         }
     }
 
@@ -807,8 +869,7 @@ impl WebSocket {
             self.queue_close(code, "");
         }
         self.state = State::Closed;
-        self.close_deadline = None;
-        self.tx_fragment = None;
+        self.end_tx();
         self.abort_rx();
     }
 
@@ -818,7 +879,7 @@ impl WebSocket {
     /// [`State::CloseSent`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::CloseSent => self.close_deadline,
+            State::CloseSent => self.cold.as_ref().and_then(|c| c.close_deadline),
             _ => None,
         }
     }
@@ -826,9 +887,9 @@ impl WebSocket {
     /// Advances time: past the close deadline the connection is [`State::Closed`] (the peer
     /// never answered our Close).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::CloseSent && self.close_deadline.is_some_and(|d| now >= d) {
+        if self.state == State::CloseSent && self.poll_timeout().is_some_and(|d| now >= d) {
             self.state = State::Closed;
-            self.close_deadline = None;
+            self.end_tx();
             self.abort_rx();
         }
     }
@@ -838,28 +899,29 @@ impl WebSocket {
     /// Appends the control frames the connection queued itself (pongs, Close replies) to `out`.
     /// Returns whether it wrote anything.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        if self.tx.is_empty() {
+        let Some(c) = self.cold.as_deref_mut().filter(|c| !c.tx.is_empty()) else {
             return false;
-        }
-        out.extend_from_slice(&self.tx);
-        self.tx.clear();
-        if self.tx.capacity() > 1024 {
-            // Keep idle connections small.
-            self.tx = Vec::new();
-        }
+        };
+        out.extend_from_slice(&c.tx);
+        // Keep idle connections small: the queue's storage goes with the cold part.
+        c.tx = Vec::new();
         if self.state == State::CloseReceived {
             self.state = State::Closed;
         }
+        self.release_cold();
         true
     }
 
     fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.masks.as_mut().map(|m| m.next_key())
+        self.cold
+            .as_deref_mut()
+            .and_then(|c| c.masks.as_mut())
+            .map(|m| m.next_key())
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = self.next_mask();
-        write_frame(&mut self.tx, true, false, opcode, payload, mask);
+        write_frame(&mut self.cold_mut().tx, true, false, opcode, payload, mask);
     }
 
     fn queue_close(&mut self, code: CloseCode, reason: &str) {
@@ -867,7 +929,7 @@ impl WebSocket {
         let len = close_body(&mut body, code, reason);
         let mask = self.next_mask();
         write_frame(
-            &mut self.tx,
+            &mut self.cold_mut().tx,
             true,
             false,
             OpCode::Close,
@@ -904,12 +966,12 @@ impl WebSocket {
         out: &mut Vec<u8>,
     ) -> Result<(), WsError> {
         self.check_can_send()?;
-        if self.tx_fragment.is_some() {
+        if self.tx_fragment().is_some() {
             return Err(WsError::MessageInProgress);
         }
         self.poll_transmit(out);
         let mask = self.next_mask();
-        match self.deflate.as_mut() {
+        match self.cold.as_deref_mut().and_then(|c| c.deflate.as_mut()) {
             Some(d) if d.should_compress(data.len()) => {
                 if let Err(e) = d.compress(data, true) {
                     self.fail(e.close_code());
@@ -934,11 +996,12 @@ impl WebSocket {
         out: &mut Vec<u8>,
     ) -> Result<(), WsError> {
         self.check_can_send()?;
-        let (opcode, compressed, first) = match self.tx_fragment {
+        let (opcode, compressed, first) = match self.tx_fragment() {
             None => (
                 kind.opcode(),
-                self.deflate
+                self.cold
                     .as_ref()
+                    .and_then(|c| c.deflate.as_ref())
                     .is_some_and(|d| d.should_compress(data.len())),
                 true,
             ),
@@ -947,7 +1010,7 @@ impl WebSocket {
         };
         self.poll_transmit(out);
         let mask = self.next_mask();
-        match self.deflate.as_mut() {
+        match self.cold.as_deref_mut().and_then(|c| c.deflate.as_mut()) {
             Some(d) if compressed => {
                 if let Err(e) = d.compress(data, fin) {
                     self.fail(e.close_code());
@@ -958,7 +1021,14 @@ impl WebSocket {
             }
             _ => write_frame(out, fin, false, opcode, data, mask),
         }
-        self.tx_fragment = (!fin).then_some(TxFragment { kind, compressed });
+        if fin {
+            if let Some(c) = self.cold.as_deref_mut() {
+                c.tx_fragment = None;
+            }
+            self.release_cold();
+        } else {
+            self.cold_mut().tx_fragment = Some(TxFragment { kind, compressed });
+        }
         Ok(())
     }
 
@@ -972,7 +1042,7 @@ impl WebSocket {
         payload: &mut [u8],
     ) -> Result<HeaderBytes, WsError> {
         self.check_can_send()?;
-        if self.tx_fragment.is_some() {
+        if self.tx_fragment().is_some() {
             return Err(WsError::MessageInProgress);
         }
         let mask = self.next_mask();
@@ -1003,12 +1073,12 @@ impl WebSocket {
         len: usize,
     ) -> Result<Option<HeaderBytes>, WsError> {
         self.check_can_send()?;
-        if self.tx_fragment.is_some() {
+        if self.tx_fragment().is_some() {
             return Err(WsError::MessageInProgress);
         }
         // RFC 6455 §5.3: "The masking key [...] MUST be present and set to 1 for all frames
         // sent from the client to the server."
-        if self.masks.is_some() {
+        if self.cold.as_ref().is_some_and(|c| c.masks.is_some()) {
             return Ok(None);
         }
         Ok(Some(
@@ -1083,8 +1153,10 @@ impl WebSocket {
             mask,
         );
         self.state = State::CloseSent;
-        self.close_deadline = now.checked_add(self.config.close_timeout);
-        self.tx_fragment = None;
+        let deadline = now.checked_add(self.config.close_timeout);
+        let c = self.cold_mut();
+        c.close_deadline = deadline;
+        c.tx_fragment = None;
         Ok(())
     }
 }
@@ -1138,6 +1210,63 @@ mod tests {
         uniq.sort();
         uniq.dedup();
         assert_eq!(uniq.len(), keys.len());
+    }
+
+    /// A masked client frame.
+    fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_frame(&mut v, fin, false, opcode, payload, Some([1, 2, 3, 4]));
+        v
+    }
+
+    #[test]
+    fn idle_server_connection_holds_no_cold_part() {
+        // The hot part stays small; the cold part exists only while something needs it.
+        assert!(std::mem::size_of::<WebSocket>() <= 80);
+        let now = Instant::now();
+        let mut ws = WebSocket::server(Config::default(), None);
+        assert!(ws.cold.is_none());
+        let mut buf = client_frame(true, OpCode::Text, b"hello");
+        let r = ws.handle_read(now, &mut buf).unwrap();
+        assert!(matches!(r.event, Some(WsEvent::Message { .. })));
+        assert!(ws.cold.is_none(), "a whole message needs no cold part");
+        // A ping queues a pong in the cold part; sending it frees the part again.
+        let mut buf = client_frame(true, OpCode::Ping, b"p");
+        ws.handle_read(now, &mut buf).unwrap();
+        assert!(ws.cold.is_some());
+        let mut out = Vec::new();
+        assert!(ws.poll_transmit(&mut out));
+        assert_eq!(out, [0x8A, 1, b'p']);
+        assert!(ws.cold.is_none());
+        // A fragmented message is reassembled in the cold part, which goes with the message.
+        let mut buf = client_frame(false, OpCode::Binary, b"ab");
+        let n = buf.len();
+        let r = ws.handle_read(now, &mut buf).unwrap();
+        assert_eq!((r.consumed, r.event), (n, None));
+        assert!(ws.cold.is_some());
+        let mut buf = client_frame(true, OpCode::Continuation, b"cd");
+        let r = ws.handle_read(now, &mut buf).unwrap();
+        match r.event {
+            Some(WsEvent::Message { data, .. }) => assert_eq!(&*data, b"abcd"),
+            e => panic!("{e:?}"),
+        }
+        assert!(ws.cold.is_none());
+        // An outgoing fragmented message keeps it until its last fragment.
+        ws.send_fragment(MessageKind::Text, b"x", false, &mut out)
+            .unwrap();
+        assert!(ws.cold.is_some());
+        ws.send_fragment(MessageKind::Text, b"y", true, &mut out)
+            .unwrap();
+        assert!(ws.cold.is_none());
+        // Closing keeps the deadline there.
+        ws.close(now, CloseCode::NORMAL, "", &mut out).unwrap();
+        assert!(ws.poll_timeout().is_some());
+        // Clients (masks) and deflate connections always have one.
+        assert!(
+            WebSocket::client(Config::default(), None, [0; 16])
+                .cold
+                .is_some()
+        );
     }
 
     #[test]
