@@ -389,7 +389,7 @@ pub struct WsState {
     ws: WebSocket,
     id: ConnId,
     /// When input last arrived: milliseconds since the core's [`WsServer::epoch`] (half the
-    /// size of an `Instant`).
+    /// size of an `Instant`). Kept only with an idle timeout.
     last_rx_ms: u64,
     pong_timer: Option<TimerId>,
     close_timer: bool,
@@ -752,8 +752,12 @@ impl<H: WsHandler> WsServer<H> {
     /// Milliseconds from [`WsServer::epoch`] to `t`, rounded up: an idle timeout measured from
     /// it never fires early.
     fn ms_since_epoch(&self, t: Instant) -> u64 {
-        let ns = t.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(ns.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        // Per message: u64 and u32 arithmetic, no 128-bit division.
+        let d = t.saturating_duration_since(self.epoch);
+        let ms = d.subsec_nanos().div_ceil(1_000_000);
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(ms))
     }
 
     fn flush(&mut self, cx: &mut ConnCtx<'_>) {
@@ -923,7 +927,9 @@ impl<H: WsHandler> WsServer<H> {
     /// Frames of an open WebSocket.
     fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         let now = cx.now();
-        st.last_rx_ms = self.ms_since_epoch(now);
+        if self.cfg.idle_timeout.is_some() {
+            st.last_rx_ms = self.ms_since_epoch(now);
+        }
         st.rx_since_hb = true;
         // In only-if-idle mode any input is proof of life: it also answers an outstanding ping.
         if self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle)

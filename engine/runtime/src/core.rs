@@ -143,6 +143,100 @@ impl OutChunk {
     }
 }
 
+/// A connection's out-queue. A lone chunk (most sends to a connection that keeps up) is held
+/// inline; a second one moves the queue to a `VecDeque`, which keeps its storage while the
+/// connection is busy and gives it back in the idle sweep ([`Shared::trim_idle`]).
+#[derive(Default)]
+pub(crate) enum OutQueue {
+    #[default]
+    Empty,
+    One(OutChunk),
+    Many(VecDeque<OutChunk>),
+}
+
+impl OutQueue {
+    pub(crate) fn as_slices(&self) -> (&[OutChunk], &[OutChunk]) {
+        match self {
+            OutQueue::Empty => (&[], &[]),
+            OutQueue::One(c) => (std::slice::from_ref(c), &[]),
+            OutQueue::Many(v) => v.as_slices(),
+        }
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &OutChunk> {
+        let (a, b) = self.as_slices();
+        a.iter().chain(b)
+    }
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            OutQueue::Empty => 0,
+            OutQueue::One(_) => 1,
+            OutQueue::Many(v) => v.len(),
+        }
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub(crate) fn front(&self) -> Option<&OutChunk> {
+        match self {
+            OutQueue::Empty => None,
+            OutQueue::One(c) => Some(c),
+            OutQueue::Many(v) => v.front(),
+        }
+    }
+    pub(crate) fn front_mut(&mut self) -> Option<&mut OutChunk> {
+        match self {
+            OutQueue::Empty => None,
+            OutQueue::One(c) => Some(c),
+            OutQueue::Many(v) => v.front_mut(),
+        }
+    }
+    pub(crate) fn get(&self, i: usize) -> Option<&OutChunk> {
+        match self {
+            OutQueue::Many(v) => v.get(i),
+            _ if i == 0 => self.front(),
+            _ => None,
+        }
+    }
+    pub(crate) fn push_back(&mut self, chunk: OutChunk) {
+        match self {
+            OutQueue::Empty => *self = OutQueue::One(chunk),
+            OutQueue::Many(v) => v.push_back(chunk),
+            OutQueue::One(_) => {
+                let OutQueue::One(first) = std::mem::take(self) else {
+                    return;
+                };
+                let mut v = VecDeque::with_capacity(4);
+                v.push_back(first);
+                v.push_back(chunk);
+                *self = OutQueue::Many(v);
+            }
+        }
+    }
+    pub(crate) fn pop_front(&mut self) -> Option<OutChunk> {
+        match self {
+            OutQueue::Empty => None,
+            OutQueue::Many(v) => v.pop_front(),
+            OutQueue::One(_) => match std::mem::take(self) {
+                OutQueue::One(c) => Some(c),
+                _ => None,
+            },
+        }
+    }
+    /// Heap storage held (chunks' room, in entries).
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            OutQueue::Many(v) => v.capacity(),
+            _ => 0,
+        }
+    }
+    /// Give back the storage of an empty queue.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            *self = OutQueue::Empty;
+        }
+    }
+}
+
 /// Runtime state of one TCP connection. Idle, it owns no buffer: the out-queue and the input
 /// remainder are empty and unallocated.
 pub(crate) struct Conn {
@@ -154,7 +248,7 @@ pub(crate) struct Conn {
     /// The peer's address. The local one is not kept (32 bytes a connection):
     /// [`ConnCtx::local_addr`] asks the kernel.
     pub peer: SocketAddr,
-    pub out: VecDeque<OutChunk>,
+    pub out: OutQueue,
     pub out_len: usize,
     /// Bytes of `out.front()` already written.
     pub out_off: usize,
@@ -199,7 +293,7 @@ impl Conn {
             self.out_off = 0;
             // An idle connection keeps no queue memory around.
             if self.out.capacity() > 16 {
-                self.out = VecDeque::new();
+                self.out = OutQueue::Empty;
             }
         }
     }
@@ -505,9 +599,9 @@ impl Input<'_> {
 
 impl Shared {
     /// Release the out-queue storage of connections whose queue is empty, [`TRIM_BATCH`]
-    /// slots per call, round the slab. A queue keeps its capacity between sends (a busy
-    /// connection reuses it, no allocation per message); this sweep gives it back once the
-    /// connection is idle, so an idle connection holds no queue memory (128 bytes otherwise).
+    /// slots per call, round the slab. A queue that spilled past one chunk keeps its capacity
+    /// between sends (a busy connection reuses it, no allocation per message); this sweep
+    /// gives it back once the connection is idle, so an idle connection holds no queue memory.
     pub(crate) fn trim_idle(&mut self) {
         let slots = self.conns.slots() as u32;
         if slots == 0 {
@@ -519,10 +613,9 @@ impl Shared {
                 i = 0;
             }
             if let Some((_, c)) = self.conns.get_by_index_mut(i)
-                && c.out.is_empty()
                 && c.out.capacity() > 0
             {
-                c.out = VecDeque::new();
+                c.out.release_if_empty();
             }
             i += 1;
         }
@@ -581,9 +674,9 @@ impl Shared {
     }
 
     fn queue_chunks(&mut self, key: Key, chunks: Chunks<'_>) -> Result<usize, SendError> {
-        let (total, count) = match &chunks {
-            Chunks::Shared(v) => (v.iter().map(|b| b.len()).sum(), v.len()),
-            Chunks::One(b) => (b.len(), 1),
+        let total = match &chunks {
+            Chunks::Shared(v) => v.iter().map(|b| b.len()).sum(),
+            Chunks::One(b) => b.len(),
         };
         self.admit(key, total)?;
         let Some(c) = self.conns.get_mut(key) else {
@@ -591,12 +684,6 @@ impl Shared {
         };
         if total == 0 {
             return Ok(c.out_len);
-        }
-        if c.out.capacity() == 0 {
-            // Exactly what this send needs (one chunk, mostly): a queue first grows to room for
-            // 4 chunks (128 bytes) however many it will hold, and the memory a connection
-            // touched stays in the process even after the idle sweep frees it.
-            c.out.reserve_exact(count);
         }
         if let Some(t) = c.tls.as_mut() {
             match &chunks {
@@ -885,7 +972,7 @@ impl<'a> CoreCtx<'a> {
             inflight: 0,
             listener: OUTGOING,
             peer: addr,
-            out: VecDeque::new(),
+            out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
             inbuf: Vec::new(),
@@ -1287,7 +1374,7 @@ impl<P: Plugin> Core<P> {
             inflight: 0,
             listener: listener as u16,
             peer,
-            out: VecDeque::new(),
+            out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
             inbuf: Vec::new(),
@@ -2020,4 +2107,61 @@ fn tls_client(
     let t = crate::tls::TlsConn::client(tls, name)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     Ok(Box::new(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutChunk, OutQueue};
+    use bytes::Bytes;
+
+    fn chunk(s: &'static str) -> OutChunk {
+        OutChunk::Mem(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn contents(q: &OutQueue) -> Vec<u8> {
+        q.iter()
+            .flat_map(|c| match c {
+                OutChunk::Mem(b) => b.to_vec(),
+                OutChunk::File(_) => panic!("no files here"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn out_queue_holds_one_chunk_inline_and_spills_in_order() {
+        let mut q = OutQueue::default();
+        assert!(q.is_empty() && q.front().is_none() && q.get(0).is_none());
+        q.push_back(chunk("a"));
+        assert!(matches!(q, OutQueue::One(_)));
+        assert_eq!(
+            (q.len(), q.capacity()),
+            (1, 0),
+            "one chunk allocates nothing"
+        );
+        assert!(q.get(0).is_some() && q.get(1).is_none());
+        q.push_back(chunk("b"));
+        q.push_back(chunk("c"));
+        assert_eq!(q.len(), 3);
+        assert!(q.capacity() >= 3);
+        assert_eq!(contents(&q), b"abc");
+        assert_eq!(q.get(2).map(|c| c.len()), Some(1));
+        assert!(q.pop_front().is_some());
+        assert_eq!(contents(&q), b"bc");
+        if let Some(OutChunk::Mem(b)) = q.front_mut() {
+            *b = Bytes::from_static(b"B");
+        }
+        assert_eq!(contents(&q), b"Bc");
+        q.pop_front();
+        q.pop_front();
+        assert!(q.is_empty() && q.pop_front().is_none());
+        // The spilled queue keeps its storage for the next burst until released.
+        assert!(q.capacity() > 0);
+        q.release_if_empty();
+        assert_eq!(q.capacity(), 0);
+        q.push_back(chunk("x"));
+        q.release_if_empty();
+        assert_eq!(contents(&q), b"x", "a queue with data is not released");
+        assert!(q.pop_front().is_some());
+        assert!(matches!(q, OutQueue::Empty));
+    }
 }

@@ -17,7 +17,6 @@
 //! plugin reads from); outgoing plaintext is encrypted into a record and moved into the out-queue
 //! as one chunk per send. See docs/tls.md for the measured cost.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -573,7 +572,7 @@ impl TlsConn {
 
     /// Move the records rustls has ready (handshake, alerts, data) into `out` as one chunk.
     /// Returns the bytes added.
-    pub(crate) fn drain_into(&mut self, out: &mut VecDeque<crate::core::OutChunk>) -> usize {
+    pub(crate) fn drain_into(&mut self, out: &mut crate::core::OutQueue) -> usize {
         if !self.conn.wants_write() {
             return 0;
         }
