@@ -18,3 +18,20 @@ pub mod tls;
 pub mod ws;
 
 pub use ringwire_runtime as runtime;
+
+/// Output up to this size is copied out of a plugin's per-core output buffer, which is then
+/// kept for the next answer.
+const COPY_OUT_MAX: usize = 4096;
+
+/// The bytes a plugin wrote into its per-core output buffer, ready to send. Small output is
+/// copied into an exact allocation and the buffer kept (one malloc per send, where taking the
+/// buffer would regrow an empty one every time); large output changes hands without a copy.
+pub(crate) fn take_output(out: &mut Vec<u8>) -> runtime::Bytes {
+    if out.len() <= COPY_OUT_MAX {
+        let b = runtime::Bytes::copy_from_slice(out);
+        out.clear();
+        b
+    } else {
+        runtime::Bytes::from(std::mem::take(out))
+    }
+}

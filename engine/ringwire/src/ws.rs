@@ -610,7 +610,7 @@ impl<'c> WsCtx<'_, 'c> {
         // the header, then the payload.
         self.st.ws.poll_transmit(self.out);
         self.out.extend_from_slice(&header);
-        let head = Bytes::from(std::mem::take(self.out));
+        let head = crate::take_output(self.out);
         self.cx.send_vectored(&[head, data]).inspect_err(|_| {
             // Past the out-queue limit (or closing): this peer does not keep up.
             self.cx.abort();
@@ -761,12 +761,9 @@ impl<H: WsHandler> WsServer<H> {
     }
 
     fn flush(&mut self, cx: &mut ConnCtx<'_>) {
-        if !self.out.is_empty() {
-            let v = std::mem::take(&mut self.out);
-            if cx.send(Bytes::from(v)).is_err() {
-                // Past the out-queue limit (or closing): this peer does not keep up.
-                cx.abort();
-            }
+        if !self.out.is_empty() && cx.send(crate::take_output(&mut self.out)).is_err() {
+            // Past the out-queue limit (or closing): this peer does not keep up.
+            cx.abort();
         }
     }
 

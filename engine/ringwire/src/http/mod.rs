@@ -745,11 +745,8 @@ impl HttpServer {
     }
 
     fn flush(&mut self, cx: &mut ConnCtx<'_>) {
-        if !self.out.is_empty() {
-            let v = std::mem::take(&mut self.out);
-            if cx.send(Bytes::from(v)).is_err() {
-                cx.abort();
-            }
+        if !self.out.is_empty() && cx.send(crate::take_output(&mut self.out)).is_err() {
+            cx.abort();
         }
     }
 
