@@ -237,6 +237,51 @@ impl OutQueue {
     }
 }
 
+/// A connection's peer address in 24 bytes (a `SocketAddr` takes 32): the IP (an IPv4 one as
+/// its 4 bytes), the port and the IPv6 scope id. The IPv6 flow label is not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerAddr {
+    ip: [u8; 16],
+    scope_id: u32,
+    port: u16,
+    v6: bool,
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(a: SocketAddr) -> Self {
+        match a {
+            SocketAddr::V4(a) => {
+                let mut ip = [0; 16];
+                ip[..4].copy_from_slice(&a.ip().octets());
+                PeerAddr {
+                    ip,
+                    scope_id: 0,
+                    port: a.port(),
+                    v6: false,
+                }
+            }
+            SocketAddr::V6(a) => PeerAddr {
+                ip: a.ip().octets(),
+                scope_id: a.scope_id(),
+                port: a.port(),
+                v6: true,
+            },
+        }
+    }
+}
+
+impl PeerAddr {
+    pub(crate) fn get(self) -> SocketAddr {
+        if self.v6 {
+            let ip = std::net::Ipv6Addr::from(self.ip);
+            SocketAddr::V6(std::net::SocketAddrV6::new(ip, self.port, 0, self.scope_id))
+        } else {
+            let [a, b, c, d, ..] = self.ip;
+            SocketAddr::from(([a, b, c, d], self.port))
+        }
+    }
+}
+
 /// Runtime state of one TCP connection. Idle, it owns no buffer: the out-queue and the input
 /// remainder are empty and unallocated.
 pub(crate) struct Conn {
@@ -245,9 +290,9 @@ pub(crate) struct Conn {
     /// io_uring operations in flight on this fd; the slot is freed only at zero.
     pub inflight: u16,
     pub listener: u16,
-    /// The peer's address. The local one is not kept (32 bytes a connection):
-    /// [`ConnCtx::local_addr`] asks the kernel.
-    pub peer: SocketAddr,
+    /// The peer's address (24 bytes, where a `SocketAddr` takes 32). The local one is not
+    /// kept: [`ConnCtx::local_addr`] asks the kernel.
+    pub peer: PeerAddr,
     pub out: OutQueue,
     pub out_len: usize,
     /// Bytes of `out.front()` already written.
@@ -971,7 +1016,7 @@ impl<'a> CoreCtx<'a> {
             flags: CONNECTING,
             inflight: 0,
             listener: OUTGOING,
-            peer: addr,
+            peer: addr.into(),
             out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
@@ -1113,7 +1158,7 @@ impl ConnCtx<'_> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.conn()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer.get())
     }
     /// The local address the connection arrived on (or, outgoing, was bound to). It is not
     /// stored per connection: each call asks the kernel (getsockname(2)).
@@ -1373,7 +1418,7 @@ impl<P: Plugin> Core<P> {
             flags: 0,
             inflight: 0,
             listener: listener as u16,
-            peer,
+            peer: peer.into(),
             out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
@@ -1412,7 +1457,7 @@ impl<P: Plugin> Core<P> {
 
     /// Begin a TLS server handshake on a new connection, within the per-core cap.
     fn start_tls(&mut self, key: Key, acc: &crate::tls::TlsAcceptor) {
-        let peer = self.sh.conns.get(key).map(|c| c.peer);
+        let peer = self.sh.conns.get(key).map(|c| c.peer.get());
         if self.sh.tls_handshaking >= self.sh.cfg.tls_max_handshakes {
             tracing::debug!(?peer, "tls: refused, handshakes in progress at the cap");
             self.sh.stats.refused += 1;
@@ -1586,7 +1631,7 @@ impl<P: Plugin> Core<P> {
         let handshaking = t.handshaking;
         let added = t.drain_into(&mut c.out);
         c.out_len += added;
-        let peer = c.peer;
+        let peer = c.peer.get();
         if added > 0 {
             self.sh.mark_dirty(key);
         }
@@ -1962,7 +2007,7 @@ impl<P: Plugin> Core<P> {
                         && c.tls.as_ref().is_some_and(|t| t.handshaking)
                         && c.flags & (CLOSING | ABORT) == 0
                     {
-                        tracing::debug!(peer = %c.peer, "tls: handshake deadline passed");
+                        tracing::debug!(peer = %c.peer.get(), "tls: handshake deadline passed");
                         self.sh.stats.tls_failures += 1;
                         self.sh.abort(key, CloseReason::Tls);
                     }
@@ -2163,5 +2208,27 @@ mod tests {
         assert_eq!(contents(&q), b"x", "a queue with data is not released");
         assert!(q.pop_front().is_some());
         assert!(matches!(q, OutQueue::Empty));
+    }
+
+    #[test]
+    fn connection_slot_stays_small() {
+        // Every open connection pays for this (perf/README.md, idle_memory).
+        assert!(std::mem::size_of::<super::Conn>() <= 152);
+    }
+
+    #[test]
+    fn peer_addr_round_trips() {
+        assert_eq!(std::mem::size_of::<super::PeerAddr>(), 24);
+        for a in [
+            "127.0.0.1:80",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:443",
+            "[fe80::1%7]:8080",
+            "[::ffff:10.0.0.1]:9",
+        ] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(super::PeerAddr::from(a).get(), a, "{a}");
+        }
     }
 }
