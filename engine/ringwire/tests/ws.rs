@@ -283,13 +283,19 @@ fn channel_broadcast_reaches_every_core(d: DriverChoice) {
 
 /// Handshake by hand, so the client can stay silent (no pong).
 fn raw_upgrade(addr: SocketAddr) -> TcpStream {
+    raw_upgrade_with(addr, &[])
+}
+
+/// Handshake by hand, sending `after` in the same write as the request; returns once the 101
+/// head is read.
+fn raw_upgrade_with(addr: SocketAddr, after: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    let mut req = b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    req.extend_from_slice(after);
+    s.write_all(&req).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -646,29 +652,12 @@ fn server_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
 /// write) are answered after the 101, in order.
 fn frames_with_the_upgrade_request(d: DriverChoice) {
     let (_s, addr, log) = start(d, 1, WsServerConfig::default());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req =
-        b"GET /early HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            .to_vec();
-    req.extend(client_frame(true, 0x1, b"one"));
-    req.extend(client_frame(true, 0x9, b"ping"));
-    req.extend(client_frame(true, 0x2, b"two"));
+    let mut early = client_frame(true, 0x1, b"one");
+    early.extend(client_frame(true, 0x9, b"ping"));
+    early.extend(client_frame(true, 0x2, b"two"));
     let last = client_frame(true, 0x1, b"three");
-    req.extend_from_slice(&last[..4]);
-    s.write_all(&req).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    early.extend_from_slice(&last[..4]);
+    let mut s = raw_upgrade_with(addr, &early);
     assert_eq!(server_frame(&mut s), (0x81, b"one".to_vec()));
     assert_eq!(server_frame(&mut s), (0x8A, b"ping".to_vec()));
     assert_eq!(server_frame(&mut s), (0x82, b"two".to_vec()));
