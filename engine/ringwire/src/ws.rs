@@ -752,7 +752,8 @@ impl<H: WsHandler> WsServer<H> {
     /// Milliseconds from [`WsServer::epoch`] to `t`, rounded up: an idle timeout measured from
     /// it never fires early.
     fn ms_since_epoch(&self, t: Instant) -> u64 {
-        // Per message: u64 and u32 arithmetic, no 128-bit division.
+        // Called per message when an idle timeout is set: u64 and u32 arithmetic, no
+        // 128-bit division.
         let d = t.saturating_duration_since(self.epoch);
         let ms = d.subsec_nanos().div_ceil(1_000_000);
         d.as_secs()

@@ -412,6 +412,14 @@ impl WebSocket {
         }
     }
 
+    /// The permessage-deflate state, if negotiated.
+    fn deflate(&self) -> Option<&DeflateState> {
+        self.cold.as_ref()?.deflate.as_ref()
+    }
+    fn deflate_mut(&mut self) -> Option<&mut DeflateState> {
+        self.cold.as_deref_mut()?.deflate.as_mut()
+    }
+
     fn tx_fragment(&self) -> Option<TxFragment> {
         self.cold.as_ref().and_then(|c| c.tx_fragment)
     }
@@ -545,7 +553,7 @@ impl WebSocket {
     fn check_header(&self, h: &FrameHeader) -> Result<(), WsError> {
         let rules = FrameRules {
             role: self.role,
-            allow_rsv1: self.cold.as_ref().is_some_and(|c| c.deflate.is_some()),
+            allow_rsv1: self.deflate().is_some(),
             max_payload: u64::try_from(self.config.max_frame_payload).unwrap_or(u64::MAX),
         };
         rules.check(h)?;
@@ -971,7 +979,7 @@ impl WebSocket {
         }
         self.poll_transmit(out);
         let mask = self.next_mask();
-        match self.cold.as_deref_mut().and_then(|c| c.deflate.as_mut()) {
+        match self.deflate_mut() {
             Some(d) if d.should_compress(data.len()) => {
                 if let Err(e) = d.compress(data, true) {
                     self.fail(e.close_code());
@@ -999,9 +1007,7 @@ impl WebSocket {
         let (opcode, compressed, first) = match self.tx_fragment() {
             None => (
                 kind.opcode(),
-                self.cold
-                    .as_ref()
-                    .and_then(|c| c.deflate.as_ref())
+                self.deflate()
                     .is_some_and(|d| d.should_compress(data.len())),
                 true,
             ),
@@ -1010,7 +1016,7 @@ impl WebSocket {
         };
         self.poll_transmit(out);
         let mask = self.next_mask();
-        match self.cold.as_deref_mut().and_then(|c| c.deflate.as_mut()) {
+        match self.deflate_mut() {
             Some(d) if compressed => {
                 if let Err(e) = d.compress(data, fin) {
                     self.fail(e.close_code());
