@@ -19,6 +19,7 @@
 //! uring_batch_wait_us = 0        # io_uring, busy core: wait this long to batch completions (0 = off)
 //! uring_batch_size = 64          # completions that end the batch wait early
 //! uring_batch_busy = 16          # completions in a turn that make the next one batch (0 = always)
+//! deadline_tick_ms = 100         # grid of handshake/keep-alive deadlines: how late they may fire
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
 //! # HTTP (docs/http.md)
@@ -123,6 +124,8 @@ pub struct FileConfig {
     pub uring_batch_size: Option<usize>,
     /// io_uring: completions a turn handles for the next to wait for a batch (0 = always).
     pub uring_batch_busy: Option<usize>,
+    /// Grid of connection deadlines (handshake, request head, keep-alive), ms.
+    pub deadline_tick_ms: Option<u64>,
     /// io_uring provided receive buffers per core.
     pub recv_buffers: Option<u16>,
     /// Receive buffer size (bytes).
@@ -301,6 +304,7 @@ impl FileConfig {
             uring_batch_wait_us,
             uring_batch_size,
             uring_batch_busy,
+            deadline_tick_ms,
             recv_buffers,
             recv_buffer_size,
             ws_max_message,
@@ -422,6 +426,14 @@ impl FileConfig {
         }
         if let Some(v) = self.uring_batch_busy {
             c.uring_batch_busy = v;
+        }
+        if let Some(v) = self.deadline_tick_ms {
+            if v == 0 || v > 60_000 {
+                return Err(ConfigError(
+                    "deadline_tick_ms must be between 1 and 60000".into(),
+                ));
+            }
+            c.deadline_tick = Duration::from_millis(v);
         }
         if let Some(v) = self.recv_buffers {
             if v == 0 {
@@ -605,6 +617,21 @@ mod tests {
         assert_eq!((rt.uring_batch_size, rt.uring_batch_busy), (256, 0));
         let e = FileConfig::parse("uring_batch_size = 0").unwrap().runtime();
         assert!(e.unwrap_err().0.contains("uring_batch_size"));
+    }
+
+    #[test]
+    fn deadline_tick_key() {
+        let rt = FileConfig::parse("").unwrap().runtime().unwrap();
+        assert_eq!(rt.deadline_tick, Duration::from_millis(100));
+        let rt = FileConfig::parse("deadline_tick_ms = 20")
+            .unwrap()
+            .runtime()
+            .unwrap();
+        assert_eq!(rt.deadline_tick, Duration::from_millis(20));
+        for bad in ["deadline_tick_ms = 0", "deadline_tick_ms = 60001"] {
+            let e = FileConfig::parse(bad).unwrap().runtime();
+            assert!(e.unwrap_err().0.contains("deadline_tick_ms"), "{bad}");
+        }
     }
 
     #[test]

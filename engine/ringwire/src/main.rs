@@ -114,6 +114,10 @@ struct ServeArgs {
     /// (default 16; 0 = every turn waits).
     #[arg(long)]
     uring_batch_busy: Option<usize>,
+    /// Grid of connection deadlines in ms (handshake, request head, keep-alive): one fires up
+    /// to this late, never early; their array is swept at most once per tick (default 100).
+    #[arg(long)]
+    deadline_tick_ms: Option<u64>,
     /// HTTP: read file bodies into user space instead of sending them with sendfile(2).
     #[arg(long)]
     no_sendfile: bool,
@@ -228,6 +232,7 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         no_sendfile: a.no_sendfile.then_some(true),
         uring_batch_wait_us: a.uring_batch_wait_us,
         uring_batch_busy: a.uring_batch_busy,
+        deadline_tick_ms: a.deadline_tick_ms,
         cors_origin: a.cors_origin,
         no_test_page: a.no_test_page.then_some(true),
         auth_user: (!a.auth_user.is_empty()).then_some(a.auth_user),

@@ -156,6 +156,14 @@ impl Plugin for Router {
         }
     }
 
+    fn on_deadline(&mut self, conn: &mut RouterConn, cx: &mut ConnCtx<'_>) {
+        match conn {
+            RouterConn::Http(c) => self.http.on_deadline(c, cx),
+            RouterConn::Echo(c) => self.echo.on_deadline(c, cx),
+            RouterConn::Stun(_) => {}
+        }
+    }
+
     fn on_close(&mut self, conn: RouterConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
         match conn {
             RouterConn::Http(c) => self.http.on_close(c, cx, reason),

@@ -64,7 +64,6 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const TAG_BROADCAST: u64 = 0x5753_4243; // "WSBC"
 
 // Connection timer tokens.
-const T_HANDSHAKE: u64 = 1;
 const T_HEARTBEAT: u64 = 2;
 const T_PONG: u64 = 3;
 const T_IDLE: u64 = 4;
@@ -434,9 +433,9 @@ struct TakenMessage {
 
 /// A connection on the HTTP/WebSocket port.
 pub enum HttpConn {
-    /// Waiting for a complete request head: the connection's id and its handshake deadline
-    /// (cancelled once the request is in, so an open connection holds no timer).
-    Handshake(ConnId, TimerId),
+    /// Waiting for a complete request head: the connection's id. Its handshake deadline is
+    /// the connection's ([`ConnCtx::set_deadline`]: no timer), disarmed once the request is in.
+    Handshake(ConnId),
     /// Plain HTTP, served by the HTTP plugin.
     Plain(Box<HttpState>),
     /// An open WebSocket.
@@ -446,8 +445,8 @@ pub enum HttpConn {
 /// The request head is in: the handshake deadline no longer applies (the HTTP plugin keeps
 /// its own request timers, a WebSocket its heartbeat and idle ones).
 fn cancel_handshake_timer(conn: &HttpConn, cx: &mut ConnCtx<'_>) {
-    if let HttpConn::Handshake(_, t) = conn {
-        cx.cancel_timer(*t);
+    if let HttpConn::Handshake(_) = conn {
+        cx.clear_deadline();
     }
 }
 
@@ -1177,8 +1176,8 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         if let Some(l) = self.http.log() {
             l.connect(cx, peer, id);
         }
-        let timer = cx.set_timer(self.cfg.handshake_timeout, T_HANDSHAKE);
-        Some(HttpConn::Handshake(id, timer))
+        cx.set_deadline(self.cfg.handshake_timeout);
+        Some(HttpConn::Handshake(id))
     }
 
     fn on_data(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
@@ -1210,17 +1209,24 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         cx.close();
     }
 
-    fn on_timer(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, token: u64) {
-        if let HttpConn::Plain(st) = conn {
-            return self.http.on_timer(st, cx, token);
-        }
-        let HttpConn::Ws(st) = conn else {
-            if token == T_HANDSHAKE && matches!(conn, HttpConn::Handshake(..)) {
+    fn on_deadline(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>) {
+        match conn {
+            HttpConn::Handshake(_) => {
                 // Slowloris: no complete request in time.
                 let _ = write_error_response(408, &[], &mut self.out);
                 self.flush(cx);
                 cx.close();
             }
+            HttpConn::Plain(st) => self.http.on_deadline(st, cx),
+            HttpConn::Ws(_) => {}
+        }
+    }
+
+    fn on_timer(&mut self, conn: &mut HttpConn, cx: &mut ConnCtx<'_>, token: u64) {
+        if let HttpConn::Plain(st) = conn {
+            return self.http.on_timer(st, cx, token);
+        }
+        let HttpConn::Ws(st) = conn else {
             return;
         };
         let now = cx.now();
@@ -1323,7 +1329,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         }
         if let Some(l) = self.http.log() {
             let id = match &conn {
-                HttpConn::Handshake(id, _) => *id,
+                HttpConn::Handshake(id) => *id,
                 HttpConn::Plain(st) => st.id(),
                 HttpConn::Ws(st) => st.id,
             };

@@ -42,6 +42,7 @@ both_drivers!(
     serve_binary_www_cors_and_events,
     mutated_requests_never_take_the_server_down,
     slow_head_gets_408,
+    keep_alive_limit_closes_quiet_connections_only,
 );
 
 /// Counts a streamed body: answers "pieces=N bytes=M".
@@ -1134,4 +1135,47 @@ fn slow_head_gets_408(d: DriverChoice) {
     assert_eq!(r.status, 408);
     assert!(t.elapsed() >= Duration::from_millis(300));
     assert_closed(&mut c);
+}
+
+/// The keep-alive limit (the connection's deadline): a connection quiet that long is closed,
+/// one that keeps asking is not, and none is closed early.
+fn keep_alive_limit_closes_quiet_connections_only(d: DriverChoice) {
+    let (_s, addr) = start_with(
+        d,
+        HttpConfig {
+            keep_alive_timeout: Duration::from_millis(400),
+            ..Default::default()
+        },
+    );
+    let t = std::time::Instant::now();
+    let mut quiet = connect(addr);
+    send(&mut quiet, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read_resp(&mut quiet, false).status, 200);
+    let mut busy = connect(addr);
+    // Asking every 150 ms for 900 ms: more than twice the limit in all, never quiet that long.
+    for _ in 0..6 {
+        send(&mut busy, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(read_resp(&mut busy, false).status, 200);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eof(&mut quiet);
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    send(&mut busy, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read_resp(&mut busy, false).status, 200);
+    let quiet_from = std::time::Instant::now();
+    assert_eof(&mut busy);
+    let waited = quiet_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
+
+/// The server closed the connection: end of stream with nothing before it (not a timeout).
+fn assert_eof(c: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    match c.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest)),
+        Err(e) => panic!("no close: {e}"),
+    }
 }

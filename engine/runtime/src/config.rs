@@ -210,6 +210,10 @@ pub struct RuntimeConfig {
     /// generator's fixed rate. io_uring waits with nanosecond precision; epoll (mio) rounds its
     /// wait up to whole milliseconds whatever the tick.
     pub timer_tick: Duration,
+    /// The grid of connection deadlines ([`crate::ConnCtx::set_deadline`]): one fires at most
+    /// this late (never early), and their array is swept at most once per tick. 100 ms by
+    /// default.
+    pub deadline_tick: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -241,6 +245,7 @@ impl Default for RuntimeConfig {
             tls_max_handshakes: 1024,
             connect_timeout: Duration::from_secs(10),
             timer_tick: Duration::from_millis(1),
+            deadline_tick: Duration::from_millis(100),
         }
     }
 }

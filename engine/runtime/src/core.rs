@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::bus::{BusMessage, BusSender, Envelope};
 use crate::config::{OverflowPolicy, Rate, RuntimeConfig, Throttle};
+use crate::deadline::{Deadlines, Sweep};
 use crate::plugin::{CloseReason, ConnId, ListenerId, Plugin, SendError, UdpId, core_ctx};
 use crate::slab::{Key, Slab};
 use crate::timer::{TimerKey, TimerWheel};
@@ -510,6 +511,8 @@ pub(crate) enum TimerTarget {
     PublishStats,
     /// The idle-memory sweep ([`Shared::trim_idle`]).
     Trim,
+    /// The sweep of connection deadlines ([`ConnCtx::set_deadline`]).
+    Deadlines,
     TlsHandshake(Key),
     Connect(Key),
 }
@@ -554,6 +557,12 @@ pub(crate) struct Shared {
     pub conns: Slab<Conn>,
     pub dirty: Vec<Key>,
     pub timers: TimerWheel<TimerTarget>,
+    /// Coarse per-connection deadlines ([`ConnCtx::set_deadline`]) and the wheel timer of
+    /// their next sweep.
+    pub deadlines: Deadlines,
+    pub deadline_timer: Option<TimerKey>,
+    /// Scratch for the slots a sweep found due (kept between sweeps).
+    pub deadline_due: Vec<u32>,
     pub bus: BusSender,
     pub cfg: Arc<RuntimeConfig>,
     pub global: Arc<Global>,
@@ -839,6 +848,24 @@ impl Shared {
 
     fn set_timer(&mut self, after: Duration, target: TimerTarget) -> TimerId {
         TimerId(self.timers.insert(self.now + after, target))
+    }
+
+    /// Set, move or cancel the deadline sweep's timer as [`Deadlines`] asks.
+    fn apply_sweep(&mut self, sweep: Sweep) {
+        match sweep {
+            Sweep::Keep => {}
+            Sweep::At(at) => {
+                if let Some(t) = self.deadline_timer.take() {
+                    self.timers.cancel(t);
+                }
+                self.deadline_timer = Some(self.timers.insert(at, TimerTarget::Deadlines));
+            }
+            Sweep::Cancel => {
+                if let Some(t) = self.deadline_timer.take() {
+                    self.timers.cancel(t);
+                }
+            }
+        }
     }
 }
 
@@ -1267,6 +1294,30 @@ impl ConnCtx<'_> {
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
         let key = self.key;
         self.core.sh.set_timer(after, TimerTarget::Conn(key, token))
+    }
+    /// Arm this connection's deadline: [`Plugin::on_deadline`] runs once `after` has passed
+    /// (not if the connection closed first). A connection has one; setting it again moves it.
+    ///
+    /// Coarse: it fires at the first deadline sweep at or after the instant, so up to
+    /// [`RuntimeConfig::deadline_tick`] late (100 ms by default), never early. In return it
+    /// costs 4 bytes per connection slot and nothing per arming, where a [`ConnCtx::set_timer`]
+    /// timer is a 56-byte wheel entry, and the wheel keeps the storage of its busiest moment.
+    /// Meant for the timeouts every connection has: a handshake or request-head deadline, a
+    /// keep-alive limit.
+    pub fn set_deadline(&mut self, after: Duration) {
+        let at = self.core.sh.now + after;
+        let sweep = self.core.sh.deadlines.set(self.key.index(), at);
+        self.core.sh.apply_sweep(sweep);
+    }
+    /// Disarm this connection's deadline, if one is armed.
+    pub fn clear_deadline(&mut self) {
+        let sweep = self.core.sh.deadlines.clear(self.key.index());
+        self.core.sh.apply_sweep(sweep);
+    }
+    /// When this connection's deadline fires, if one is armed (rounded up to the sweep's
+    /// tick grid).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.core.sh.deadlines.get(self.key.index())
     }
     /// Set this connection's out-queue limit and what a send past it does.
     pub fn set_send_limit(&mut self, max_bytes: usize, policy: OverflowPolicy) {
@@ -1902,6 +1953,8 @@ impl<P: Plugin> Core<P> {
         let Some(c) = self.sh.conns.remove(key) else {
             return;
         };
+        let sweep = self.sh.deadlines.clear(key.index());
+        self.sh.apply_sweep(sweep);
         if c.flags & ABORT != 0 && c.flags & WR_SHUT == 0 {
             let lg = libc::linger {
                 l_onoff: 1,
@@ -2022,8 +2075,27 @@ impl<P: Plugin> Core<P> {
                     self.sh.trim_idle();
                     self.sh.timers.insert(now + TRIM_EVERY, TimerTarget::Trim);
                 }
+                TimerTarget::Deadlines => self.sweep_deadlines(),
             }
         }
+    }
+
+    /// The deadline sweep's timer fired: call [`Plugin::on_deadline`] for every connection
+    /// whose deadline passed, and set the timer for the next sweep.
+    fn sweep_deadlines(&mut self) {
+        self.sh.deadline_timer = None;
+        let mut due = std::mem::take(&mut self.sh.deadline_due);
+        if let Some(at) = self.sh.deadlines.sweep(self.sh.now, &mut due) {
+            self.sh.deadline_timer = Some(self.sh.timers.insert(at, TimerTarget::Deadlines));
+        }
+        for &index in &due {
+            let Some((key, _)) = self.sh.conns.get_by_index_mut(index) else {
+                continue;
+            };
+            self.with_conn(key, |p, st, cx| p.on_deadline(st, cx));
+        }
+        due.clear();
+        self.sh.deadline_due = due;
     }
 
     /// Drain the inbox. Returns true if a stop was requested (the driver then closes its listeners

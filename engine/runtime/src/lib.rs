@@ -40,6 +40,7 @@ pub mod alloc;
 mod bus;
 mod config;
 mod core;
+mod deadline;
 mod driver;
 mod plugin;
 mod server;

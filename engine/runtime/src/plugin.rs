@@ -143,6 +143,9 @@ pub trait Plugin: 'static {
     /// A connection timer set with [`ConnCtx::set_timer`] fired.
     fn on_timer(&mut self, _conn: &mut Self::Conn, _cx: &mut ConnCtx<'_>, _token: u64) {}
 
+    /// The connection's deadline ([`ConnCtx::set_deadline`]) passed; it is disarmed now.
+    fn on_deadline(&mut self, _conn: &mut Self::Conn, _cx: &mut ConnCtx<'_>) {}
+
     /// The connection is gone; its state is handed back for the last time.
     fn on_close(&mut self, _conn: Self::Conn, _cx: &mut CoreCtx<'_>, _reason: CloseReason) {}
 

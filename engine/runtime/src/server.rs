@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::bus::{Bus, BusMessage, Envelope};
 use crate::config::{DriverKind, RuntimeConfig};
 use crate::core::{Core, CoreStats, Global, Shared};
+use crate::deadline::Deadlines;
 use crate::driver::{epoll::Epoll, resolve_driver, uring::Uring};
 use crate::plugin::{ListenerId, PluginFactory, UdpId};
 use crate::slab::Slab;
@@ -167,6 +168,9 @@ impl ServerBuilder {
                         conns: Slab::new(),
                         dirty: Vec::with_capacity(256),
                         timers: TimerWheel::with_tick(Instant::now(), cfg.timer_tick),
+                        deadlines: Deadlines::new(Instant::now(), cfg.deadline_tick),
+                        deadline_timer: None,
+                        deadline_due: Vec::new(),
                         bus: bus.sender(),
                         cfg: cfg.clone(),
                         global,

@@ -43,6 +43,7 @@ both_drivers!(
     batch_wait_keeps_echo_and_timers,
     batch_wait_only_on_a_busy_core,
     fine_timer_tick,
+    deadlines_fire_late_never_early_and_move,
 );
 
 fn cfg(driver: DriverChoice, threads: usize) -> RuntimeConfig {
@@ -518,6 +519,130 @@ fn fine_timer_tick(d: DriverChoice) {
     let mut got = String::new();
     s.read_to_string(&mut got).unwrap();
     assert_eq!(got, "ok");
+}
+
+/// Commands, one per line: `s<ms>` arms the connection's deadline, `c` disarms it, `?` asks
+/// whether one is armed. `on_deadline` answers `D` (or `EARLY <elapsed>` before its time).
+struct Deadliner;
+struct DeadlineConn {
+    armed: Option<(Instant, Duration)>,
+    line: Vec<u8>,
+}
+impl Plugin for Deadliner {
+    type Conn = DeadlineConn;
+    fn on_open(&mut self, _cx: &mut ConnCtx<'_>) -> Option<DeadlineConn> {
+        Some(DeadlineConn {
+            armed: None,
+            line: Vec::new(),
+        })
+    }
+    fn on_data(&mut self, c: &mut DeadlineConn, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        for &b in data.iter() {
+            if b != b'\n' {
+                c.line.push(b);
+                continue;
+            }
+            let line = String::from_utf8(std::mem::take(&mut c.line)).unwrap();
+            match line.as_bytes().first() {
+                Some(b's') => {
+                    let d = Duration::from_millis(line[1..].parse().unwrap());
+                    c.armed = Some((Instant::now(), d));
+                    cx.set_deadline(d);
+                }
+                Some(b'c') => {
+                    c.armed = None;
+                    cx.clear_deadline();
+                }
+                Some(b'?') => {
+                    let a = if cx.deadline().is_some() { "A" } else { "N" };
+                    let _ = cx.send(a.as_bytes().to_vec());
+                }
+                _ => panic!("bad command {line:?}"),
+            }
+        }
+        data.len()
+    }
+    fn on_deadline(&mut self, c: &mut DeadlineConn, cx: &mut ConnCtx<'_>) {
+        let answer = match c.armed.take() {
+            Some((at, d)) if at.elapsed() >= d => "D".to_string(),
+            Some((at, _)) => format!("EARLY {:?}", at.elapsed()),
+            None => "UNARMED".to_string(),
+        };
+        let _ = cx.send(answer.into_bytes());
+    }
+}
+
+fn read_some(s: &mut TcpStream, within: Duration) -> String {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        return match s.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                String::new()
+            }
+            Err(e) => panic!("read: {e}"),
+        };
+    }
+}
+
+fn deadlines_fire_late_never_early_and_move(d: DriverChoice) {
+    let c = RuntimeConfig {
+        deadline_tick: Duration::from_millis(20),
+        ..cfg(d, 1)
+    };
+    let (_server, addr) = start(c, |_| Deadliner);
+    // Fires once, after its time, within a tick or so.
+    let mut a = connect(addr);
+    let t0 = Instant::now();
+    a.write_all(b"s100\n").unwrap();
+    assert_eq!(read_some(&mut a, Duration::from_secs(5)), "D");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(100), "{took:?}");
+    a.write_all(b"?\n").unwrap();
+    assert_eq!(
+        read_some(&mut a, Duration::from_secs(5)),
+        "N",
+        "disarmed once fired"
+    );
+    // Disarmed: nothing fires. Moved later: fires at the new time only.
+    a.write_all(b"s60\nc\n?\n").unwrap();
+    assert_eq!(read_some(&mut a, Duration::from_secs(5)), "N");
+    assert_eq!(read_some(&mut a, Duration::from_millis(250)), "");
+    let t1 = Instant::now();
+    a.write_all(b"s50\ns200\n").unwrap();
+    assert_eq!(read_some(&mut a, Duration::from_secs(5)), "D");
+    assert!(
+        t1.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t1.elapsed()
+    );
+    // A closed connection's deadline does not reach the next one in its slot.
+    let mut b = connect(addr);
+    b.write_all(b"s150\n").unwrap();
+    b.write_all(b"?\n").unwrap();
+    assert_eq!(read_some(&mut b, Duration::from_secs(5)), "A");
+    drop(b);
+    std::thread::sleep(Duration::from_millis(30));
+    let mut c = connect(addr);
+    c.write_all(b"?\n").unwrap();
+    assert_eq!(read_some(&mut c, Duration::from_secs(5)), "N");
+    assert_eq!(read_some(&mut c, Duration::from_millis(300)), "");
+    // Many at once, in two groups: each connection hears once.
+    let mut many: Vec<TcpStream> = (0..40).map(|_| connect(addr)).collect();
+    for (i, s) in many.iter_mut().enumerate() {
+        let ms = if i % 2 == 0 { 40 } else { 120 };
+        s.write_all(format!("s{ms}\n").as_bytes()).unwrap();
+    }
+    for s in &mut many {
+        assert_eq!(read_some(s, Duration::from_secs(5)), "D");
+    }
 }
 
 /// On "B", broadcasts to every core; each core forwards the bus message to its connections and

@@ -70,7 +70,6 @@ pub const DEFAULT_FILE_CHUNK: usize = 0x1_0000;
 pub const DEFAULT_HIGH_WATER: usize = 0x4_0000;
 
 // Connection timer tokens (distinct from the WebSocket plugin's 1..=5).
-const T_KEEPALIVE: u64 = 0x4854_0001;
 const T_HEAD: u64 = 0x4854_0004;
 pub(crate) const T_SSE_TICK: u64 = 0x4854_0002;
 pub(crate) const T_SSE_HEARTBEAT: u64 = 0x4854_0003;
@@ -719,9 +718,9 @@ impl HttpServer {
         sse::deliver(self, cx, m);
     }
 
-    /// A new connection's state (the keep-alive timer starts).
+    /// A new connection's state (the keep-alive limit starts: the connection's deadline).
     pub fn new_conn(&mut self, cx: &mut ConnCtx<'_>) -> HttpState {
-        cx.set_timer(self.app.cfg.keep_alive_timeout, T_KEEPALIVE);
+        cx.set_deadline(self.app.cfg.keep_alive_timeout);
         let id = cx.id();
         self.conns.insert(id);
         let mut codec = ServerConn::new(self.app.cfg.limits);
@@ -1223,6 +1222,8 @@ impl Plugin for HttpServer {
                 return None;
             }
             let mut st = self.new_conn(cx);
+            // The forwarding keeps its own timers on an upstream.
+            cx.clear_deadline();
             st.upstream = true;
             self.conns.remove(&st.id);
             return Some(st);
@@ -1278,6 +1279,35 @@ impl Plugin for HttpServer {
         }
     }
 
+    /// The keep-alive limit: close a connection quiet that long (408 to a request half in).
+    fn on_deadline(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        if st.upstream {
+            return;
+        }
+        let idle = self.app.cfg.keep_alive_timeout;
+        let now = cx.now();
+        let quiet = now.saturating_duration_since(st.last_rx);
+        if !st.queue.is_empty() || quiet < idle {
+            let wait = if st.queue.is_empty() {
+                idle - quiet
+            } else {
+                idle
+            };
+            cx.set_deadline(wait);
+            return;
+        }
+        if st.codec.request_in_progress(cx.unconsumed()) || st.reading.is_some() {
+            st.reading = None;
+            let _ = st.codec.write_error_response(
+                HttpError::RequestTimeout,
+                SystemTime::now(),
+                &mut self.out,
+            );
+            self.flush(cx);
+        }
+        cx.close();
+    }
+
     fn on_timer(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, token: u64) {
         if st.upstream {
             return self.forward_up_timer(cx, token);
@@ -1289,30 +1319,6 @@ impl Plugin for HttpServer {
                     _ => None,
                 };
                 self.forward_client_poll(&mut st.fwd, cx, up);
-            }
-            T_KEEPALIVE => {
-                let idle = self.app.cfg.keep_alive_timeout;
-                let now = cx.now();
-                let quiet = now.saturating_duration_since(st.last_rx);
-                if !st.queue.is_empty() || quiet < idle {
-                    let wait = if st.queue.is_empty() {
-                        idle - quiet
-                    } else {
-                        idle
-                    };
-                    cx.set_timer(wait, T_KEEPALIVE);
-                    return;
-                }
-                if st.codec.request_in_progress(cx.unconsumed()) || st.reading.is_some() {
-                    st.reading = None;
-                    let _ = st.codec.write_error_response(
-                        HttpError::RequestTimeout,
-                        SystemTime::now(),
-                        &mut self.out,
-                    );
-                    self.flush(cx);
-                }
-                cx.close();
             }
             T_HEAD => {
                 let Some(since) = st.head_since else { return };
