@@ -31,6 +31,7 @@ both_drivers!(
     heartbeat_closes_silent_peer,
     heartbeat_keeps_responsive_peer,
     idle_timeout_closes,
+    idle_timeout_spares_an_active_peer,
     slowloris_handshake_deadline,
     plain_http_gets_404,
     close_code_and_reason_reach_handler,
@@ -383,6 +384,43 @@ fn idle_timeout_closes(d: DriverChoice) {
     let (_s, addr, log) = start(d, 1, cfg);
     let mut s = raw_upgrade(addr);
     assert_eq!(read_until_close(&mut s), 1001);
+    wait_for("idle logged", || {
+        log.lock().unwrap().iter().any(|l| l == "error IdleTimeout")
+    });
+}
+
+/// Input keeps the idle limit away (the deadline is moved, not fired); quiet, the peer is
+/// cut off, and not before the limit.
+fn idle_timeout_spares_an_active_peer(d: DriverChoice) {
+    let cfg = WsServerConfig {
+        idle_timeout: Some(Duration::from_millis(250)),
+        ..Default::default()
+    };
+    let (_s, addr, log) = start(d, 1, cfg);
+    let mut c = client(addr, "/");
+    // 900 ms of traffic, a message every 100 ms: over three times the limit in all.
+    for i in 0..9 {
+        let m = format!("m{i}");
+        c.send(Message::text(m.clone())).unwrap();
+        assert_eq!(read(&mut c), Message::text(m));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!log.lock().unwrap().iter().any(|l| l == "error IdleTimeout"));
+    let quiet_from = std::time::Instant::now();
+    loop {
+        match read(&mut c) {
+            Message::Close(Some(f)) => {
+                assert_eq!(u16::from(f.code), 1001);
+                break;
+            }
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    let waited = quiet_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     wait_for("idle logged", || {
         log.lock().unwrap().iter().any(|l| l == "error IdleTimeout")
     });

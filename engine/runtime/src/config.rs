@@ -153,7 +153,8 @@ pub struct RuntimeConfig {
     pub driver: DriverChoice,
     /// Most open TCP connections across all cores; past it new connections are closed at once.
     pub max_connections: usize,
-    /// Default limit on a connection's queued outgoing bytes.
+    /// Default limit on a connection's queued outgoing bytes (at most 2 GiB: a larger one is
+    /// lowered to it).
     pub max_out_buffer: usize,
     /// What a send past `max_out_buffer` does.
     pub overflow_policy: OverflowPolicy,

@@ -295,21 +295,94 @@ pub(crate) struct Conn {
     /// kept: [`ConnCtx::local_addr`] asks the kernel.
     pub peer: PeerAddr,
     pub out: OutQueue,
-    pub out_len: usize,
+    /// Bytes queued (at most [`MAX_OUT_LIMIT`] past `max_out`: 32 bits hold it).
+    pub out_len: u32,
     /// Bytes of `out.front()` already written.
-    pub out_off: usize,
-    pub inbuf: Vec<u8>,
-    pub max_out: usize,
+    pub out_off: u32,
+    /// The out-queue limit, at most [`MAX_OUT_LIMIT`].
+    pub max_out: u32,
     pub policy: OverflowPolicy,
-    pub throttle: Option<Box<ThrottleState>>,
     pub reason: Option<CloseReason>,
+    /// What few connections need ([`ConnExt`]); `None` on an idle plain connection.
+    pub ext: Option<Box<ConnExt>>,
+}
+
+/// The part of a connection few connections need, boxed so that an idle plain connection
+/// does not carry it: the input remainder, a throttle, the iovecs of an io_uring vectored
+/// send, a TLS session. The idle sweep ([`Shared::trim_idle`]) frees it once it is empty.
+#[derive(Default)]
+pub(crate) struct ConnExt {
+    /// Input the plugin left unconsumed, offered again with what arrives next.
+    pub inbuf: Vec<u8>,
+    pub throttle: Option<ThrottleState>,
     /// io_uring: iovecs of the send in flight (kept until its CQE).
     pub sendop: Option<Box<crate::driver::SendOp>>,
     /// TLS session, on a TLS listener's connections.
     pub tls: Option<Box<crate::tls::TlsConn>>,
 }
 
+impl ConnExt {
+    fn is_empty(&self) -> bool {
+        self.inbuf.capacity() == 0
+            && self.throttle.is_none()
+            && self.sendop.is_none()
+            && self.tls.is_none()
+    }
+}
+
 impl Conn {
+    /// The boxed part, made on first use.
+    pub(crate) fn ext(&mut self) -> &mut ConnExt {
+        self.ext.get_or_insert_with(Default::default)
+    }
+
+    /// Count `n` more bytes queued. [`Shared::admit`] keeps the queue under `max_out`
+    /// ([`MAX_OUT_LIMIT`] at most), and TLS framing adds little to that: the sum stays far
+    /// below 2^32.
+    #[inline]
+    pub(crate) fn count_out(&mut self, n: usize) {
+        self.out_len += n as u32;
+    }
+
+    /// Unconsumed input (empty when none is kept).
+    pub(crate) fn inbuf(&self) -> &[u8] {
+        self.ext.as_ref().map_or(&[], |e| &e.inbuf)
+    }
+
+    /// Take the unconsumed input out (leaving none).
+    pub(crate) fn take_inbuf(&mut self) -> Vec<u8> {
+        self.ext
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.inbuf))
+            .unwrap_or_default()
+    }
+
+    /// Drop the unconsumed input and its storage.
+    pub(crate) fn free_inbuf(&mut self) {
+        if let Some(e) = self.ext.as_mut() {
+            e.inbuf = Vec::new();
+        }
+    }
+
+    pub(crate) fn tls(&self) -> Option<&crate::tls::TlsConn> {
+        self.ext.as_ref().and_then(|e| e.tls.as_deref())
+    }
+
+    pub(crate) fn tls_mut(&mut self) -> Option<&mut crate::tls::TlsConn> {
+        self.ext.as_mut().and_then(|e| e.tls.as_deref_mut())
+    }
+
+    pub(crate) fn throttle_mut(&mut self) -> Option<&mut ThrottleState> {
+        self.ext.as_mut().and_then(|e| e.throttle.as_mut())
+    }
+
+    /// Free the boxed part if nothing is left in it.
+    pub(crate) fn release_ext_if_empty(&mut self) {
+        if self.ext.as_ref().is_some_and(|e| e.is_empty()) {
+            self.ext = None;
+        }
+    }
+
     /// Reading is wanted: not at EOF, not paused (a closing connection reads to see the FIN).
     pub(crate) fn wants_read(&self) -> bool {
         if self.flags & (READ_CLOSED | ABORT) != 0 {
@@ -323,8 +396,8 @@ impl Conn {
 
     /// Mark `n` bytes at the front of the out-queue as written.
     pub(crate) fn advance_out(&mut self, n: usize) {
-        let mut n = n + self.out_off;
-        let total = n - self.out_off;
+        let total = n;
+        let mut n = n + self.out_off as usize;
         while let Some(front) = self.out.front() {
             if n >= front.len() {
                 n -= front.len();
@@ -333,8 +406,9 @@ impl Conn {
                 break;
             }
         }
-        self.out_off = n;
-        self.out_len -= total;
+        // Both fit: the queue holds at most `out_len` bytes, and `out_len` fits in 32 bits.
+        self.out_off = n as u32;
+        self.out_len -= total as u32;
         if self.out.is_empty() {
             self.out_off = 0;
             // An idle connection keeps no queue memory around.
@@ -346,7 +420,7 @@ impl Conn {
 
     /// The read budget now (usize::MAX when not throttled).
     pub(crate) fn read_allowance(&mut self, now: Instant) -> usize {
-        match self.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+        match self.throttle_mut().and_then(|t| t.read.as_mut()) {
             Some(b) => b.available(now),
             None => usize::MAX,
         }
@@ -354,7 +428,7 @@ impl Conn {
 
     /// The write budget now (usize::MAX when not throttled).
     pub(crate) fn write_allowance(&mut self, now: Instant) -> usize {
-        match self.throttle.as_mut().and_then(|t| t.write.as_mut()) {
+        match self.throttle_mut().and_then(|t| t.write.as_mut()) {
             Some(b) => b.available(now),
             None => usize::MAX,
         }
@@ -497,6 +571,14 @@ impl Global {
             }
         }
     }
+}
+
+/// The largest out-queue limit a connection takes (2 GiB): larger ones are lowered to it, so
+/// that queue lengths fit in 32 bits.
+pub(crate) const MAX_OUT_LIMIT: usize = 1 << 31;
+
+fn out_limit(max_bytes: usize) -> u32 {
+    max_bytes.min(MAX_OUT_LIMIT) as u32
 }
 
 /// What a timer in the core's wheel is for.
@@ -666,10 +748,11 @@ impl Shared {
             if i >= slots {
                 i = 0;
             }
-            if let Some((_, c)) = self.conns.get_by_index_mut(i)
-                && c.out.capacity() > 0
-            {
-                c.out.release_if_empty();
+            if let Some((_, c)) = self.conns.get_by_index_mut(i) {
+                if c.out.capacity() > 0 {
+                    c.out.release_if_empty();
+                }
+                c.release_ext_if_empty();
             }
             i += 1;
         }
@@ -705,7 +788,7 @@ impl Shared {
         if c.flags & (CLOSING | ABORT | WR_SHUT) != 0 {
             return Err(SendError::Closed);
         }
-        if c.out_len + len > c.max_out {
+        if c.out_len as usize + len > c.max_out as usize {
             return match c.policy {
                 OverflowPolicy::Refuse => Err(SendError::Backpressure),
                 OverflowPolicy::Close => {
@@ -737,14 +820,15 @@ impl Shared {
             return Err(SendError::Closed);
         };
         if total == 0 {
-            return Ok(c.out_len);
+            return Ok(c.out_len as usize);
         }
-        if let Some(t) = c.tls.as_mut() {
+        if let Some(t) = c.ext.as_mut().and_then(|e| e.tls.as_deref_mut()) {
             match &chunks {
                 Chunks::Shared(v) => t.encrypt(v),
                 Chunks::One(b) => t.encrypt(std::slice::from_ref(b)),
             }
-            c.out_len += t.drain_into(&mut c.out);
+            let n = t.drain_into(&mut c.out);
+            c.count_out(n);
         } else {
             match chunks {
                 Chunks::Shared(v) => {
@@ -754,10 +838,10 @@ impl Shared {
                 }
                 Chunks::One(b) => c.out.push_back(OutChunk::Mem(b)),
             }
-            c.out_len += total;
+            c.count_out(total);
         }
         c.flags |= WAS_BUSY;
-        let buffered = c.out_len;
+        let buffered = c.out_len as usize;
         self.mark_dirty(key);
         Ok(buffered)
     }
@@ -774,9 +858,9 @@ impl Shared {
             return Err(SendError::Closed);
         };
         if len == 0 {
-            return Ok(c.out_len);
+            return Ok(c.out_len as usize);
         }
-        if c.tls.is_some() {
+        if c.tls().is_some() {
             // TLS encrypts in user space: the range is read and queued as bytes.
             return match read_range(file, off, len) {
                 Ok(v) => self.queue_one(key, Bytes::from(v)),
@@ -791,9 +875,9 @@ impl Shared {
             off,
             len,
         }));
-        c.out_len += len;
+        c.count_out(len);
         c.flags |= WAS_BUSY;
-        let buffered = c.out_len;
+        let buffered = c.out_len as usize;
         self.mark_dirty(key);
         Ok(buffered)
     }
@@ -808,15 +892,16 @@ impl Shared {
             } else {
                 CloseReason::Local
             });
-            if let Some(t) = c.tls.as_mut()
+            if let Some(t) = c.ext.as_mut().and_then(|e| e.tls.as_deref_mut())
                 && !t.handshaking
                 && !t.failed
             {
                 t.conn.send_close_notify();
-                c.out_len += t.drain_into(&mut c.out);
+                let n = t.drain_into(&mut c.out);
+                c.count_out(n);
             }
             // What arrived but was not consumed will never be: free it now.
-            c.inbuf = Vec::new();
+            c.free_inbuf();
             self.mark_dirty(key);
         }
     }
@@ -827,7 +912,7 @@ impl Shared {
         {
             c.flags |= ABORT;
             c.reason = Some(reason);
-            c.inbuf = Vec::new();
+            c.free_inbuf();
             self.mark_dirty(key);
         }
     }
@@ -838,7 +923,7 @@ impl Shared {
                 c.flags |= PAUSED;
             } else {
                 c.flags &= !PAUSED;
-                if !c.inbuf.is_empty() {
+                if !c.inbuf().is_empty() {
                     c.flags |= REDELIVER;
                 }
             }
@@ -928,7 +1013,7 @@ impl<'a> CoreCtx<'a> {
             .key_of(id)
             .ok()
             .and_then(|k| self.sh.conns.get(k))
-            .map_or(0, |c| c.out_len)
+            .map_or(0, |c| c.out_len as usize)
     }
     /// Close a connection of this core gracefully (flush, FIN, wait for the peer's FIN).
     pub fn close_conn(&mut self, id: ConnId) {
@@ -1047,13 +1132,15 @@ impl<'a> CoreCtx<'a> {
             out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
-            inbuf: Vec::new(),
-            max_out: self.sh.cfg.max_out_buffer,
+            max_out: out_limit(self.sh.cfg.max_out_buffer),
             policy: self.sh.cfg.overflow_policy,
-            throttle: None,
             reason: None,
-            sendop: None,
-            tls,
+            ext: tls.map(|t| {
+                Box::new(ConnExt {
+                    tls: Some(t),
+                    ..ConnExt::default()
+                })
+            }),
         };
         let key = self.sh.conns.insert(conn);
         self.sh.stats.open += 1;
@@ -1224,7 +1311,7 @@ impl ConnCtx<'_> {
     /// The TLS session (ALPN, SNI, client certificate...), on a TLS listener's connection.
     pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
         self.conn()
-            .and_then(|c| c.tls.as_deref())
+            .and_then(|c| c.tls())
             .map(|t| crate::tls::TlsInfo { conn: &t.conn })
     }
 
@@ -1235,16 +1322,16 @@ impl ConnCtx<'_> {
 
     /// Whether the connection runs over TLS.
     pub fn is_tls(&self) -> bool {
-        self.conn().is_some_and(|c| c.tls.is_some())
+        self.conn().is_some_and(|c| c.tls().is_some())
     }
 
     /// Bytes queued for sending and not yet written (on TLS: encrypted bytes).
     pub fn buffered(&self) -> usize {
-        self.conn().map_or(0, |c| c.out_len)
+        self.conn().map_or(0, |c| c.out_len as usize)
     }
     /// Bytes received and not yet consumed.
     pub fn unconsumed(&self) -> usize {
-        self.conn().map_or(0, |c| c.inbuf.len())
+        self.conn().map_or(0, |c| c.inbuf().len())
     }
     /// From [`Plugin::on_data`]: the plugin cannot make progress before it has `n` unconsumed
     /// bytes (counting those it leaves now), say because a frame header announced that length.
@@ -1319,10 +1406,11 @@ impl ConnCtx<'_> {
     pub fn deadline(&self) -> Option<Instant> {
         self.core.sh.deadlines.get(self.key.index())
     }
-    /// Set this connection's out-queue limit and what a send past it does.
+    /// Set this connection's out-queue limit (at most 2 GiB: a larger one is lowered to it)
+    /// and what a send past it does.
     pub fn set_send_limit(&mut self, max_bytes: usize, policy: OverflowPolicy) {
         if let Some(c) = self.conn_mut() {
-            c.max_out = max_bytes;
+            c.max_out = out_limit(max_bytes);
             c.policy = policy;
         }
     }
@@ -1331,15 +1419,17 @@ impl ConnCtx<'_> {
         let now = self.core.sh.now;
         let key = self.key;
         if let Some(c) = self.conn_mut() {
-            c.throttle = if t.read.is_none() && t.write.is_none() {
+            if t.read.is_none() && t.write.is_none() {
                 c.flags &= !(THROTTLED_R | THROTTLED_W);
-                None
+                if let Some(e) = c.ext.as_mut() {
+                    e.throttle = None;
+                }
             } else {
-                Some(Box::new(ThrottleState {
+                c.ext().throttle = Some(ThrottleState {
                     read: t.read.map(|r| Bucket::new(r, now)),
                     write: t.write.map(|r| Bucket::new(r, now)),
-                }))
-            };
+                });
+            }
         }
         self.core.sh.mark_dirty(key);
     }
@@ -1473,13 +1563,10 @@ impl<P: Plugin> Core<P> {
             out: OutQueue::Empty,
             out_len: 0,
             out_off: 0,
-            inbuf: Vec::new(),
-            max_out: cfg.max_out_buffer,
+            max_out: out_limit(cfg.max_out_buffer),
             policy: cfg.overflow_policy,
-            throttle: None,
             reason: None,
-            sendop: None,
-            tls: None,
+            ext: None,
         };
         let throttle = cfg.throttle;
         let tls = self.sh.tls.get(listener).and_then(Option::clone);
@@ -1519,7 +1606,7 @@ impl<P: Plugin> Core<P> {
         match crate::tls::TlsConn::new(acc.config()) {
             Ok(t) => {
                 if let Some(c) = self.sh.conns.get_mut(key) {
-                    c.tls = Some(Box::new(t));
+                    c.ext().tls = Some(Box::new(t));
                 }
                 self.sh.tls_handshaking += 1;
                 let d = self.sh.cfg.tls_handshake_timeout;
@@ -1552,9 +1639,10 @@ impl<P: Plugin> Core<P> {
         }
         match res {
             Ok(()) => {
-                if let Some(t) = c.tls.as_mut() {
+                if let Some(t) = c.ext.as_mut().and_then(|e| e.tls.as_deref_mut()) {
                     // The ClientHello goes out now; on_open follows the handshake.
-                    c.out_len += t.drain_into(&mut c.out);
+                    let n = t.drain_into(&mut c.out);
+                    c.count_out(n);
                     let d = self.sh.cfg.tls_handshake_timeout;
                     self.sh.set_timer(d, TimerTarget::TlsHandshake(key));
                 } else {
@@ -1608,7 +1696,12 @@ impl<P: Plugin> Core<P> {
         let now = self.sh.now;
         let c = self.sh.conns.get_mut(key)?;
         self.sh.stats.bytes_in += n as u64;
-        if let Some(b) = c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+        if let Some(b) = c
+            .ext
+            .as_mut()
+            .and_then(|e| e.throttle.as_mut())
+            .and_then(|t| t.read.as_mut())
+        {
             b.refill(now);
             b.spend(n);
             if b.budget <= 0 && c.flags & THROTTLED_R == 0 {
@@ -1619,7 +1712,7 @@ impl<P: Plugin> Core<P> {
             }
         }
         let c = self.sh.conns.get(key)?;
-        (c.flags & (CLOSING | ABORT) == 0).then_some(c.tls.is_some())
+        (c.flags & (CLOSING | ABORT) == 0).then_some(c.tls().is_some())
     }
 
     /// Where a driver may read the next bytes of `key` straight into the connection's input
@@ -1629,13 +1722,17 @@ impl<P: Plugin> Core<P> {
     pub(crate) fn direct_input(&mut self, key: Key, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
         let max_in = self.sh.cfg.max_in_buffer;
         let c = self.sh.conns.get_mut(key)?;
-        if c.tls.is_some() || c.inbuf.is_empty() || c.flags & (CLOSING | ABORT | REDELIVER) != 0 {
+        if c.flags & (CLOSING | ABORT | REDELIVER) != 0 {
+            return None;
+        }
+        let e = c.ext.as_deref_mut()?;
+        if e.tls.is_some() || e.inbuf.is_empty() {
             return None;
         }
         // Never past the input limit: the last bytes up to it, and the byte that passes it
         // (which aborts the connection), are read the usual way, where the limit is checked.
-        let below_limit = max_in.saturating_sub(c.inbuf.len());
-        let spare = c.inbuf.spare_capacity_mut();
+        let below_limit = max_in.saturating_sub(e.inbuf.len());
+        let spare = e.inbuf.spare_capacity_mut();
         let n = spare.len().min(below_limit);
         (n >= min).then(|| &mut spare[..n])
     }
@@ -1646,14 +1743,15 @@ impl<P: Plugin> Core<P> {
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
-        let len = c.inbuf.len() + n;
+        let inbuf = &mut c.ext().inbuf;
+        let len = inbuf.len() + n;
         assert!(
-            len <= c.inbuf.capacity(),
+            len <= inbuf.capacity(),
             "direct read past the reserved room"
         );
         // SAFETY: the driver's read initialized the `n` bytes after `len - n`, inside the
         // capacity (checked above); `u8` has no invalid bit patterns.
-        unsafe { c.inbuf.set_len(len) };
+        unsafe { inbuf.set_len(len) };
         self.sh.stats.direct_bytes_in += n as u64;
         if self.count_input(key, n).is_none() {
             return;
@@ -1661,7 +1759,7 @@ impl<P: Plugin> Core<P> {
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
-        let buf = std::mem::take(&mut c.inbuf);
+        let buf = c.take_inbuf();
         self.offer_buffered(key, buf);
     }
 
@@ -1672,7 +1770,9 @@ impl<P: Plugin> Core<P> {
         let Some(c) = self.sh.conns.get_mut(key) else {
             return;
         };
-        let Some(t) = c.tls.as_mut() else { return };
+        let Some(t) = c.ext.as_mut().and_then(|e| e.tls.as_deref_mut()) else {
+            return;
+        };
         let fed = t.feed(data, &mut plain);
         let opened = t.handshaking && !t.conn.is_handshaking();
         let counted = t.counted;
@@ -1681,7 +1781,7 @@ impl<P: Plugin> Core<P> {
         }
         let handshaking = t.handshaking;
         let added = t.drain_into(&mut c.out);
-        c.out_len += added;
+        c.count_out(added);
         let peer = c.peer.get();
         if added > 0 {
             self.sh.mark_dirty(key);
@@ -1689,12 +1789,12 @@ impl<P: Plugin> Core<P> {
         if let Some(e) = fed.error {
             tracing::debug!(%peer, "tls: closing: {e}");
             if let Some(c) = self.sh.conns.get_mut(key) {
-                if let Some(t) = c.tls.as_mut() {
+                if let Some(t) = c.tls_mut() {
                     t.failed = true;
                 }
                 c.flags |= CLOSING;
                 c.reason = Some(CloseReason::Tls);
-                c.inbuf = Vec::new();
+                c.free_inbuf();
             }
             if handshaking {
                 self.sh.stats.tls_failures += 1;
@@ -1741,7 +1841,7 @@ impl<P: Plugin> Core<P> {
         if c.flags & (CLOSING | ABORT) != 0 {
             return;
         }
-        if c.inbuf.is_empty() {
+        if c.inbuf().is_empty() {
             // Fast path: the plugin reads straight from the driver's buffer.
             let consumed = self.call_data(key, Input::Borrowed(data));
             let rest = data.get(consumed..).unwrap_or_default();
@@ -1749,12 +1849,12 @@ impl<P: Plugin> Core<P> {
                 self.keep_rest(key, rest, max_in);
             }
         } else {
-            if c.inbuf.len() + data.len() > max_in {
+            if c.inbuf().len() + data.len() > max_in {
                 self.sh.abort(key, CloseReason::InputOverflow);
                 return;
             }
-            c.inbuf.extend_from_slice(data);
-            let buf = std::mem::take(&mut c.inbuf);
+            let mut buf = c.take_inbuf();
+            buf.extend_from_slice(data);
             self.offer_buffered(key, buf);
         }
     }
@@ -1767,8 +1867,9 @@ impl<P: Plugin> Core<P> {
             if rest.len() > max_in {
                 self.sh.abort(key, CloseReason::InputOverflow);
             } else {
-                c.inbuf.reserve_exact(input_room(hint, rest.len(), max_in));
-                c.inbuf.extend_from_slice(rest);
+                let inbuf = &mut c.ext().inbuf;
+                inbuf.reserve_exact(input_room(hint, rest.len(), max_in));
+                inbuf.extend_from_slice(rest);
             }
         }
     }
@@ -1784,10 +1885,10 @@ impl<P: Plugin> Core<P> {
             && !buf.is_empty()
         {
             // Input that arrived meanwhile (none: callbacks do not nest) would go after it.
-            buf.extend_from_slice(&c.inbuf);
+            buf.extend_from_slice(c.inbuf());
             let room = input_room(hint, buf.len(), max_in);
             buf.reserve_exact(room - buf.len());
-            c.inbuf = buf;
+            c.ext().inbuf = buf;
         }
     }
 
@@ -1849,10 +1950,10 @@ impl<P: Plugin> Core<P> {
             return;
         };
         c.flags &= !REDELIVER;
-        if c.inbuf.is_empty() || c.flags & (CLOSING | ABORT) != 0 {
+        if c.inbuf().is_empty() || c.flags & (CLOSING | ABORT) != 0 {
             return;
         }
-        let buf = std::mem::take(&mut c.inbuf);
+        let buf = c.take_inbuf();
         self.offer_buffered(key, buf);
     }
 
@@ -1862,7 +1963,7 @@ impl<P: Plugin> Core<P> {
             return;
         };
         c.flags |= READ_CLOSED;
-        if c.tls.as_ref().is_some_and(|t| t.handshaking) {
+        if c.tls().is_some_and(|t| t.handshaking) {
             // The peer left mid-handshake: the plugin never saw this connection.
             self.sh.close(key);
         } else if c.flags & (CLOSING | ABORT | EOF_TOLD) == 0 {
@@ -1886,7 +1987,7 @@ impl<P: Plugin> Core<P> {
             return;
         };
         self.sh.stats.bytes_out += n as u64;
-        if let Some(b) = c.throttle.as_mut().and_then(|t| t.write.as_mut()) {
+        if let Some(b) = c.throttle_mut().and_then(|t| t.write.as_mut()) {
             b.spend(n);
         }
         c.advance_out(n);
@@ -1910,8 +2011,7 @@ impl<P: Plugin> Core<P> {
         if allow == 0 {
             c.flags |= THROTTLED_W;
             let wait = c
-                .throttle
-                .as_ref()
+                .throttle_mut()
                 .and_then(|t| t.write.as_ref())
                 .map_or(Duration::from_millis(1), |b| b.wait());
             self.sh.set_timer(wait, TimerTarget::ThrottleWrite(key));
@@ -1974,7 +2074,7 @@ impl<P: Plugin> Core<P> {
         }
         // SAFETY: the fd belongs to this connection and no operation is in flight on it.
         unsafe { libc::close(c.fd) };
-        if c.tls.as_ref().is_some_and(|t| t.handshaking && t.counted) {
+        if c.tls().is_some_and(|t| t.handshaking && t.counted) {
             self.sh.tls_handshaking = self.sh.tls_handshaking.saturating_sub(1);
         }
         self.sh.global.open.fetch_sub(1, Ordering::AcqRel);
@@ -2016,7 +2116,7 @@ impl<P: Plugin> Core<P> {
                 }
                 TimerTarget::ThrottleRead(key) => {
                     if let Some(c) = self.sh.conns.get_mut(key) {
-                        let wait = match c.throttle.as_mut().and_then(|t| t.read.as_mut()) {
+                        let wait = match c.throttle_mut().and_then(|t| t.read.as_mut()) {
                             Some(b) => (b.available(now) == 0).then(|| b.wait()),
                             None => None,
                         };
@@ -2057,7 +2157,7 @@ impl<P: Plugin> Core<P> {
                 }
                 TimerTarget::TlsHandshake(key) => {
                     if let Some(c) = self.sh.conns.get(key)
-                        && c.tls.as_ref().is_some_and(|t| t.handshaking)
+                        && c.tls().is_some_and(|t| t.handshaking)
                         && c.flags & (CLOSING | ABORT) == 0
                     {
                         tracing::debug!(peer = %c.peer.get(), "tls: handshake deadline passed");
@@ -2285,7 +2385,57 @@ mod tests {
     #[test]
     fn connection_slot_stays_small() {
         // Every open connection pays for this (perf/README.md, idle_memory).
-        assert!(std::mem::size_of::<super::Conn>() <= 152);
+        assert!(std::mem::size_of::<super::Conn>() <= 104);
+    }
+
+    #[test]
+    fn out_limit_fits_32_bits() {
+        assert_eq!(super::out_limit(16 << 20), 16 << 20);
+        assert_eq!(super::out_limit(usize::MAX), 1 << 31);
+        assert_eq!(super::out_limit(super::MAX_OUT_LIMIT + 1), 1 << 31);
+    }
+
+    #[test]
+    fn the_boxed_part_comes_and_goes_with_its_contents() {
+        let mut c = super::Conn {
+            fd: -1,
+            flags: 0,
+            inflight: 0,
+            listener: 0,
+            peer: "127.0.0.1:1"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+            out: OutQueue::Empty,
+            out_len: 0,
+            out_off: 0,
+            max_out: 1024,
+            policy: Default::default(),
+            reason: None,
+            ext: None,
+        };
+        assert!(c.inbuf().is_empty() && c.tls().is_none() && c.throttle_mut().is_none());
+        assert!(c.take_inbuf().is_empty());
+        assert!(c.ext.is_none(), "reading made nothing");
+        c.ext().inbuf.extend_from_slice(b"partial");
+        assert_eq!(c.inbuf(), b"partial");
+        c.release_ext_if_empty();
+        assert_eq!(c.inbuf(), b"partial", "kept while it holds input");
+        let taken = c.take_inbuf();
+        assert_eq!(taken, b"partial");
+        // Taken out, the buffer left no storage behind: the box may go.
+        c.release_ext_if_empty();
+        assert!(c.ext.is_none());
+        c.ext().throttle = Some(super::ThrottleState::default());
+        c.release_ext_if_empty();
+        assert!(c.throttle_mut().is_some(), "kept while throttled");
+        c.ext().throttle = None;
+        c.ext().inbuf.reserve(64);
+        c.release_ext_if_empty();
+        assert!(c.ext.is_some(), "kept while the buffer has storage");
+        c.free_inbuf();
+        c.release_ext_if_empty();
+        assert!(c.ext.is_none());
     }
 
     #[test]

@@ -315,7 +315,11 @@ impl Epoll {
                 }
                 // A file range is written on its own, after the bytes before it.
                 let OutChunk::Mem(b) = b else { break };
-                let s = if i == 0 { &b[c.out_off..] } else { &b[..] };
+                let s = if i == 0 {
+                    &b[c.out_off as usize..]
+                } else {
+                    &b[..]
+                };
                 let len = s.len().min(allow - total);
                 iov[n].write(libc::iovec {
                     iov_base: s.as_ptr() as *mut libc::c_void,

@@ -190,7 +190,7 @@ pub(crate) fn sendfile_front(c: &mut crate::core::Conn, allow: usize) -> FileSte
     let Some(OutChunk::File(f)) = c.out.front() else {
         return FileStep::Sent(0);
     };
-    let done = c.out_off;
+    let done = c.out_off as usize;
     let want = (f.len - done).min(allow).min(SENDFILE_MAX);
     let Ok(mut off) = libc::off_t::try_from(f.off + done as u64) else {
         return FileStep::Failed(std::io::ErrorKind::InvalidInput.into());

@@ -539,7 +539,7 @@ impl Uring {
             return;
         };
         let fd = c.fd;
-        let off = c.out_off;
+        let off = c.out_off as usize;
         if matches!(c.out.front(), Some(OutChunk::File(_))) {
             return self.send_file(core, key, allow);
         }
@@ -556,8 +556,9 @@ impl Uring {
             opcode::Send::new(types::Fd(fd), ptr, len as u32).flags(libc::MSG_NOSIGNAL)
         } else {
             let mut op = c
-                .sendop
-                .take()
+                .ext
+                .as_mut()
+                .and_then(|e| e.sendop.take())
                 .or_else(|| self.pool.pop())
                 .unwrap_or_else(SendOp::new);
             let mut n = 0;
@@ -580,7 +581,7 @@ impl Uring {
             op.hdr.msg_iov = op.iov.as_mut_ptr();
             op.hdr.msg_iovlen = n as _;
             let hdr: *const libc::msghdr = &op.hdr;
-            c.sendop = Some(op);
+            c.ext().sendop = Some(op);
             return self.finish_send_entry(
                 core,
                 key,
@@ -889,7 +890,7 @@ impl Uring {
                 if let Some(c) = core.sh.conns.get_mut(key) {
                     c.flags &= !SEND_INFLIGHT;
                     c.inflight -= 1;
-                    if let Some(op) = c.sendop.take() {
+                    if let Some(op) = c.ext.as_mut().and_then(|e| e.sendop.take()) {
                         self.pool.push(op);
                     }
                     core.sh.mark_dirty(key);
