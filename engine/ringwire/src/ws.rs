@@ -102,8 +102,12 @@ pub struct WsServerConfig {
     /// Largest upgrade request head (431 past it).
     pub max_handshake: usize,
     /// A complete upgrade request must arrive within this time of connecting (slowloris).
+    /// Kept as the connection's deadline ([`ConnCtx::set_deadline`]): enforced up to
+    /// [`ringwire_runtime::RuntimeConfig::deadline_tick`] late (100 ms by default).
     pub handshake_timeout: Duration,
-    /// Close a connection from which nothing arrived for this long (1001).
+    /// Close a connection from which nothing arrived for this long (1001). Kept as the
+    /// connection's deadline, like `handshake_timeout`: no timer per connection, enforced up
+    /// to one deadline tick late.
     pub idle_timeout: Option<Duration>,
     /// Ping-based liveness checks.
     pub heartbeat: Option<Heartbeat>,

@@ -372,6 +372,14 @@ impl Conn {
         self.ext.as_mut().and_then(|e| e.tls.as_deref_mut())
     }
 
+    /// A read throttle is set (its reads are budget-sized, never direct).
+    pub(crate) fn read_throttled(&self) -> bool {
+        self.ext
+            .as_ref()
+            .and_then(|e| e.throttle.as_ref())
+            .is_some_and(|t| t.read.is_some())
+    }
+
     pub(crate) fn throttle_mut(&mut self) -> Option<&mut ThrottleState> {
         self.ext.as_mut().and_then(|e| e.throttle.as_mut())
     }
@@ -1735,6 +1743,44 @@ impl<P: Plugin> Core<P> {
         let spare = e.inbuf.spare_capacity_mut();
         let n = spare.len().min(below_limit);
         (n >= min).then(|| &mut spare[..n])
+    }
+
+    /// io_uring: the connection's buffered input taken out for a read into its room that
+    /// completes later ([`Core::direct_input`] decides when), with how many bytes may be read
+    /// there. The driver owns the buffer until [`Core::finish_direct`], so nothing frees or
+    /// moves it while the kernel writes into it.
+    pub(crate) fn take_direct_input(&mut self, key: Key, min: usize) -> Option<(Vec<u8>, usize)> {
+        let n = self.direct_input(key, min)?.len();
+        let c = self.sh.conns.get_mut(key)?;
+        Some((c.take_inbuf(), n))
+    }
+
+    /// io_uring: the read into a buffer from [`Core::take_direct_input`] ended with `n` bytes
+    /// added to it (0: none, the read failed or was cancelled). The buffer goes back to the
+    /// connection and, with new bytes, is offered to the plugin; a connection gone or closing
+    /// meanwhile drops it.
+    pub(crate) fn finish_direct(&mut self, key: Key, mut buf: Vec<u8>, n: usize) {
+        if n > 0 {
+            self.sh.stats.direct_bytes_in += n as u64;
+            if self.count_input(key, n).is_some() {
+                self.offer_buffered(key, buf);
+            }
+            return;
+        }
+        if let Some(c) = self.sh.conns.get_mut(key)
+            && c.flags & (CLOSING | ABORT) == 0
+        {
+            // Nothing can have arrived meanwhile (the direct read was the connection's only
+            // one), but keep any such bytes after the older ones.
+            buf.extend_from_slice(c.inbuf());
+            c.ext().inbuf = buf;
+        }
+    }
+
+    /// io_uring: whether the connection has room reserved for a direct read (the multishot
+    /// receive is then swapped for one into that room).
+    pub(crate) fn has_direct_room(&mut self, key: Key, min: usize) -> bool {
+        self.direct_input(key, min).is_some()
     }
 
     /// `n` bytes were read into the room [`Core::direct_input`] gave: they now follow the

@@ -114,6 +114,8 @@ pub struct HttpConfig {
     /// CORS (`--cors-origin`).
     pub cors: Option<Cors>,
     /// Close a connection that sent nothing for this long (408 if a request was half sent).
+    /// Kept as the connection's deadline ([`ringwire_runtime::ConnCtx::set_deadline`]): no
+    /// timer per connection, enforced up to one deadline tick (100 ms by default) late.
     pub keep_alive_timeout: Duration,
     /// A request head must be complete this long after its first byte arrived (408 past it).
     pub head_timeout: Duration,

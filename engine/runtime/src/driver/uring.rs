@@ -10,6 +10,7 @@
 //! - the iovec array and msghdr of a vectored send live in a boxed [`SendOp`] kept by the
 //!   connection until the send's CQE.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -278,7 +279,13 @@ pub(crate) struct Uring {
     batch: Option<(usize, u32)>,
     /// Completions the last turn must have handled for the next to wait for a batch.
     batch_busy: usize,
+    /// Input buffers of direct receives in flight, by connection key: the kernel writes into
+    /// them until their completion (after the ring in field order, like the send ops).
+    direct: HashMap<u64, Vec<u8>>,
 }
+
+/// Reserved input room worth a direct receive (smaller: the provided buffers).
+const DIRECT_READ_MIN: usize = 16 * 1024;
 
 impl Uring {
     pub(crate) fn new(
@@ -358,6 +365,7 @@ impl Uring {
             wake: Arc::new(EventFd(efd)),
             wake_armed: false,
             batch,
+            direct: HashMap::new(),
             batch_busy: cfg.uring_batch_busy,
             cqes: Vec::with_capacity(1024),
         })
@@ -487,10 +495,33 @@ impl Uring {
         }
         // Read side.
         if c.wants_read() {
+            let direct = self.direct.contains_key(&key.to_u64());
             if c.flags & RECV_ARMED == 0 {
+                let allow = c.read_allowance(core.sh.now);
+                if allow == usize::MAX
+                    && let Some((mut buf, room)) = core.take_direct_input(key, DIRECT_READ_MIN)
+                {
+                    // The rest of a large record goes straight into the room reserved for
+                    // it: one receive into the connection's buffer instead of a copy out of
+                    // every provided buffer.
+                    let len = room.min(u32::MAX as usize) as u32;
+                    let ptr = buf.spare_capacity_mut().as_mut_ptr();
+                    // The buffer is ours until the CQE (`finish_direct` gives it back): its
+                    // heap block neither moves nor is freed while the kernel writes there.
+                    self.direct.insert(key.to_u64(), buf);
+                    if let Some(c) = core.sh.conns.get_mut(key) {
+                        c.flags |= RECV_ARMED;
+                        c.inflight += 1;
+                    }
+                    let e = opcode::Recv::new(types::Fd(fd), ptr.cast(), len).build();
+                    self.push(e.user_data(ud(OP_RECV, key.to_u64())));
+                    return self.service_write(core, key);
+                }
+                let Some(c) = core.sh.conns.get_mut(key) else {
+                    return;
+                };
                 c.flags |= RECV_ARMED;
                 c.inflight += 1;
-                let allow = c.read_allowance(core.sh.now);
                 let e = if allow == usize::MAX {
                     opcode::RecvMulti::new(types::Fd(fd), BGID_TCP).build()
                 } else {
@@ -503,14 +534,37 @@ impl Uring {
                         .flags(squeue::Flags::BUFFER_SELECT)
                 };
                 self.push(e.user_data(ud(OP_RECV, key.to_u64())));
+            } else if !direct
+                && c.flags & RECV_CANCELING == 0
+                && !c.read_throttled()
+                && core.has_direct_room(key, DIRECT_READ_MIN)
+            {
+                // Room was reserved for a large record while the multishot receive is armed:
+                // stop it; once its last completion is in, the next service reads directly.
+                self.cancel_recv(core, key);
             }
         } else if c.flags & RECV_ARMED != 0 && c.flags & RECV_CANCELING == 0 {
-            c.flags |= RECV_CANCELING;
-            let e = opcode::AsyncCancel::new(ud(OP_RECV, key.to_u64()))
-                .build()
-                .user_data(ud(OP_CANCEL, 0));
-            self.push(e);
+            self.cancel_recv(core, key);
         }
+        self.service_write(core, key);
+    }
+
+    /// Cancel the connection's armed receive (its completion clears `RECV_ARMED`).
+    fn cancel_recv<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        if let Some(c) = core.sh.conns.get_mut(key) {
+            c.flags |= RECV_CANCELING;
+        }
+        let e = opcode::AsyncCancel::new(ud(OP_RECV, key.to_u64()))
+            .build()
+            .user_data(ud(OP_CANCEL, 0));
+        self.push(e);
+    }
+
+    /// The write side of [`Uring::service`], and the close's progress.
+    fn service_write<P: Plugin>(&mut self, core: &mut Core<P>, key: Key) {
+        let Some(c) = core.sh.conns.get_mut(key) else {
+            return;
+        };
         // Write side: one send in flight per connection keeps the bytes in order.
         let c_flags = c.flags;
         let out_len = c.out_len;
@@ -861,11 +915,36 @@ impl Uring {
                     c.inflight -= 1;
                     core.sh.mark_dirty(key);
                 }
+                if let Some(mut buf) = self.direct.remove(&v) {
+                    // A direct receive into the connection's own buffer.
+                    let n = usize::try_from(res).unwrap_or(0);
+                    let len = buf.len() + n;
+                    assert!(len <= buf.capacity(), "direct receive past its room");
+                    // SAFETY: the kernel wrote `n` bytes into the spare capacity right after
+                    // `buf.len()`, within the room the receive was given (checked above);
+                    // `u8` has no invalid bit patterns.
+                    unsafe { buf.set_len(len) };
+                    core.finish_direct(key, buf, n);
+                    match res {
+                        0 => core.eof(key),
+                        r if r < 0 => match -r {
+                            libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                            e => core.error(key, io::Error::from_raw_os_error(e)),
+                        },
+                        _ => {}
+                    }
+                    return;
+                }
                 if res > 0 {
                     if let Some(bid) = bid {
                         let buf = self.bufs.slice(bid, res as usize);
                         core.deliver(key, buf);
                         self.bufs.push(bid);
+                        if more && core.has_direct_room(key, DIRECT_READ_MIN) {
+                            // The plugin reserved room for a large record: the next service
+                            // swaps the multishot receive for a direct one.
+                            core.sh.mark_dirty(key);
+                        }
                     }
                 } else if res == 0 {
                     if let Some(bid) = bid {
