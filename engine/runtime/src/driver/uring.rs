@@ -1,4 +1,5 @@
-//! The io_uring driver: multishot accept, multishot recv into a provided-buffer ring, ordered
+//! The io_uring driver: multishot accept, multishot recv into a provided-buffer ring (or, for
+//! the rest of a large record, one recv straight into the room the plugin reserved), ordered
 //! sends (one in flight per connection, short writes resumed), eventfd wake-ups, multishot
 //! recvmsg for UDP, and one `io_uring_enter` per loop turn (submit and wait together).
 //!
@@ -8,7 +9,10 @@
 //! - a send points into `Bytes` held by the connection's out-queue; the connection (and so
 //!   the queue) is freed only when no operation is in flight on it, also after a cancel;
 //! - the iovec array and msghdr of a vectored send live in a boxed [`SendOp`] kept by the
-//!   connection until the send's CQE.
+//!   connection until the send's CQE;
+//! - a direct recv writes into the spare capacity of the connection's input buffer, which the
+//!   driver takes out of the connection and holds (`Uring::direct`) until the recv's CQE, so
+//!   nothing frees, grows or moves it meanwhile.
 
 use std::collections::HashMap;
 use std::io;
