@@ -132,13 +132,24 @@ fn start(d: DriverChoice, threads: usize, cfg: WsServerConfig) -> (ServerHandle,
 
 type Client = tungstenite::WebSocket<TcpStream>;
 
+/// Connect and upgrade. A handshake whose read a signal interrupted (EINTR: a socket read
+/// with a timeout is never restarted; seen once in CI) cannot be resumed: it is retried on a
+/// new connection, up to four times.
 fn client(addr: SocketAddr, path: &str) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
-    ws
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        match tungstenite::client(format!("ws://{addr}{path}"), stream) {
+            Ok((ws, _)) => return ws,
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::Interrupted && attempt < 4 => {}
+            Err(e) => panic!("handshake (attempt {attempt}): {e}"),
+        }
+    }
 }
 
 /// Read the next message, retrying reads a signal interrupted.
