@@ -1146,6 +1146,19 @@ impl HttpServer {
 }
 
 impl HttpServer {
+    /// A request limit passed: answer 408 first if `answer`, then close.
+    fn time_out(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, answer: bool) {
+        if answer {
+            let _ = st.codec.write_error_response(
+                HttpError::RequestTimeout,
+                SystemTime::now(),
+                &mut self.out,
+            );
+            self.flush(cx);
+        }
+        cx.close();
+    }
+
     /// Start or stop the head deadline: a partial head is buffered when bytes are left over
     /// while no request is being read and no response waits.
     fn watch_head(&self, st: &mut HttpState, cx: &mut ConnCtx<'_>, leftover: bool) {
@@ -1298,16 +1311,11 @@ impl Plugin for HttpServer {
             cx.set_deadline(wait);
             return;
         }
-        if st.codec.request_in_progress(cx.unconsumed()) || st.reading.is_some() {
+        let half_in = st.codec.request_in_progress(cx.unconsumed()) || st.reading.is_some();
+        if half_in {
             st.reading = None;
-            let _ = st.codec.write_error_response(
-                HttpError::RequestTimeout,
-                SystemTime::now(),
-                &mut self.out,
-            );
-            self.flush(cx);
         }
-        cx.close();
+        self.time_out(st, cx, half_in);
     }
 
     fn on_timer(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, token: u64) {
@@ -1330,15 +1338,8 @@ impl Plugin for HttpServer {
                     cx.set_timer(limit - waited, T_HEAD);
                     return;
                 }
-                if st.queue.is_empty() && st.reading.is_none() {
-                    let _ = st.codec.write_error_response(
-                        HttpError::RequestTimeout,
-                        SystemTime::now(),
-                        &mut self.out,
-                    );
-                    self.flush(cx);
-                }
-                cx.close();
+                let answer = st.queue.is_empty() && st.reading.is_none();
+                self.time_out(st, cx, answer);
             }
             T_SSE_TICK | T_SSE_HEARTBEAT => {
                 sse::on_timer(self, st, cx, token);
