@@ -499,7 +499,6 @@ impl Uring {
         }
         // Read side.
         if c.wants_read() {
-            let direct = self.direct.contains_key(&key.to_u64());
             if c.flags & RECV_ARMED == 0 {
                 let allow = c.read_allowance(core.sh.now);
                 if allow == usize::MAX
@@ -538,10 +537,10 @@ impl Uring {
                         .flags(squeue::Flags::BUFFER_SELECT)
                 };
                 self.push(e.user_data(ud(OP_RECV, key.to_u64())));
-            } else if !direct
-                && c.flags & RECV_CANCELING == 0
+            } else if c.flags & RECV_CANCELING == 0
                 && !c.read_throttled()
                 && core.has_direct_room(key, DIRECT_READ_MIN)
+                && !self.direct.contains_key(&key.to_u64())
             {
                 // Room was reserved for a large record while the multishot receive is armed:
                 // stop it; once its last completion is in, the next service reads directly.
