@@ -65,6 +65,10 @@ pub(crate) const RDHUP: u32 = 1 << 18;
 pub(crate) const REDELIVER: u32 = 1 << 17;
 /// An outgoing connection whose connect has not completed.
 pub(crate) const CONNECTING: u32 = 1 << 19;
+/// io_uring: the connection reads large records (its plugin reserved room worth a direct
+/// receive): arm a one-shot receive of one provided buffer instead of the multishot one, so
+/// the next record's start comes in alone and the rest of it goes straight into its room.
+pub(crate) const LARGE_READS: u32 = 1 << 20;
 
 /// The listener index of outgoing connections ([`CoreCtx::connect`]).
 pub(crate) const OUTGOING: u16 = u16::MAX;

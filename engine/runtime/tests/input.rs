@@ -90,6 +90,7 @@ both_drivers!(
     header_alone_reserves_little,
     reserve_past_the_limit_is_ignored,
     pause_and_close_mid_record,
+    back_to_back_large_records_are_read_direct,
 );
 
 const MIB: usize = 1 << 20;
@@ -399,6 +400,49 @@ fn pause_and_close_mid_record(d: DriverChoice) {
             .sum::<u64>()
             > (4 * MIB) as u64
     });
+    drop(s);
+    drop(server);
+}
+
+/// Large records sent back to back, each written at once (so most of it is in the socket
+/// before the server sees its header), as an echo benchmark sends them: all but a small part
+/// of each is read straight into its room, not copied out of the driver's receive buffers.
+/// (io_uring: a connection that reads large records starts each with a one-shot receive
+/// instead of the multishot one, which copies up to 32 provided buffers per wake-up.) Small
+/// records after them still echo.
+fn back_to_back_large_records_are_read_direct(d: DriverChoice) {
+    let (server, addr, _seen) = start(d, 16 * MIB);
+    let mut s = connect(addr);
+    let rounds = 12;
+    for i in 0..rounds {
+        let data = record(MIB, i as u8);
+        s.write_all(&data).unwrap();
+        let mut got = vec![0u8; data.len()];
+        s.read_exact(&mut got).expect("echo arrives");
+        assert!(got == data, "echo {i} differs");
+    }
+    for i in 0..50u8 {
+        let data = record(100, i);
+        s.write_all(&data).unwrap();
+        let mut got = vec![0u8; data.len()];
+        s.read_exact(&mut got).expect("small echo arrives");
+        assert!(got == data, "small echo {i} differs");
+    }
+    let (mut total, mut direct) = (0, 0);
+    wait_for("stats", || {
+        let st = server.stats();
+        total = st.iter().map(|c| c.bytes_in).sum::<u64>();
+        direct = st.iter().map(|c| c.direct_bytes_in).sum::<u64>();
+        total >= (rounds * MIB) as u64
+    });
+    // The first record may come in through the receive buffers entirely; of the others, each
+    // may copy its first sixteenth (input is not reserved far ahead of what arrived) and the
+    // buffer that carried its header: 83-94% measured on both drivers; 44% on io_uring while
+    // every record started on the multishot receive.
+    assert!(
+        direct * 10 >= total * 7,
+        "{direct} of {total} bytes read directly"
+    );
     drop(s);
     drop(server);
 }

@@ -1,5 +1,7 @@
 //! The io_uring driver: multishot accept, multishot recv into a provided-buffer ring (or, for
-//! the rest of a large record, one recv straight into the room the plugin reserved), ordered
+//! the rest of a large record, one recv straight into the room the plugin reserved; a
+//! connection that reads large records starts each with a one-shot recv of one buffer, so the
+//! multishot recv does not copy most of it out of provided buffers first), ordered
 //! sends (one in flight per connection, short writes resumed), eventfd wake-ups, multishot
 //! recvmsg for UDP, and one `io_uring_enter` per loop turn (submit and wait together).
 //!
@@ -26,8 +28,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::bus::{Bus, Wake};
 use crate::core::{
-    ABORT, CANCELING, Core, Next, OutChunk, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT, sock_addr,
-    sockaddr_to_std, std_to_sockaddr,
+    ABORT, CANCELING, Core, LARGE_READS, Next, OutChunk, RECV_ARMED, RECV_CANCELING, SEND_INFLIGHT,
+    sock_addr, sockaddr_to_std, std_to_sockaddr,
 };
 use crate::plugin::Plugin;
 use crate::slab::{Key, Slab};
@@ -513,7 +515,7 @@ impl Uring {
                     // heap block neither moves nor is freed while the kernel writes there.
                     self.direct.insert(key.to_u64(), buf);
                     if let Some(c) = core.sh.conns.get_mut(key) {
-                        c.flags |= RECV_ARMED;
+                        c.flags |= RECV_ARMED | LARGE_READS;
                         c.inflight += 1;
                     }
                     let e = opcode::Recv::new(types::Fd(fd), ptr.cast(), len).build();
@@ -525,11 +527,14 @@ impl Uring {
                 };
                 c.flags |= RECV_ARMED;
                 c.inflight += 1;
-                let e = if allow == usize::MAX {
+                let e = if allow == usize::MAX && c.flags & LARGE_READS == 0 {
                     opcode::RecvMulti::new(types::Fd(fd), BGID_TCP).build()
                 } else {
                     // A throttled connection reads one budget-sized piece at a time, so a full
-                    // socket buffer is not drained past the budget in one batch.
+                    // socket buffer is not drained past the budget in one batch. One that
+                    // reads large records takes one buffer: a multishot receive would copy
+                    // most of the next record out of provided buffers before its header is
+                    // even seen (the kernel fills up to 32 of them per wake-up).
                     let len = allow.clamp(1, self.bufs.size) as u32;
                     opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
                         .buf_group(BGID_TCP)
@@ -543,7 +548,11 @@ impl Uring {
                 && !self.direct.contains_key(&key.to_u64())
             {
                 // Room was reserved for a large record while the multishot receive is armed:
-                // stop it; once its last completion is in, the next service reads directly.
+                // stop it; once its last completion is in, the next service reads directly,
+                // and the next records start with a one-shot receive.
+                if let Some(c) = core.sh.conns.get_mut(key) {
+                    c.flags |= LARGE_READS;
+                }
                 self.cancel_recv(core, key);
             }
         } else if c.flags & RECV_ARMED != 0 && c.flags & RECV_CANCELING == 0 {
@@ -947,6 +956,14 @@ impl Uring {
                             // The plugin reserved room for a large record: the next service
                             // swaps the multishot receive for a direct one.
                             core.sh.mark_dirty(key);
+                        } else if !more
+                            && let Some(c) = core.sh.conns.get_mut(key)
+                            && c.flags & LARGE_READS != 0
+                            && c.inbuf().is_empty()
+                        {
+                            // The buffer ended on a record boundary (no partial record is
+                            // kept): small records again, back to the multishot receive.
+                            c.flags &= !LARGE_READS;
                         }
                     }
                 } else if res == 0 {
