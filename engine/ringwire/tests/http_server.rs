@@ -903,11 +903,7 @@ fn hook_cors_options_405_500(d: DriverChoice) {
 fn websocket_first_then_http_and_late_upgrade_refused(d: DriverChoice) {
     let (_s, addr) = start(d);
     // A WebSocket still opens on the same port.
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{addr}/echo"), stream).unwrap();
+    let mut ws = common::ws_client(addr, "/echo", Duration::from_secs(10));
     ws.send(tungstenite::Message::text("hi")).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::text("hi"));
     // An upgrade after a plain request on the same connection: 400, and HTTP goes on.

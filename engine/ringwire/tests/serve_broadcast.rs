@@ -2,7 +2,9 @@
 //! `/broadcast` every message relayed to every connection on that path (on every core, the
 //! sender included). Both drivers; tungstenite as the client.
 
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,15 +37,10 @@ fn start(d: DriverChoice) -> (ServerHandle, SocketAddr) {
     (s, a)
 }
 
-type Client = tungstenite::WebSocket<TcpStream>;
+type Client = tungstenite::WebSocket<common::Retry>;
 
 fn client(addr: SocketAddr, path: &str) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
-    ws
+    common::ws_client(addr, path, Duration::from_secs(10))
 }
 
 fn next_data(c: &mut Client) -> Message {

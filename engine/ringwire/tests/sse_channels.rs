@@ -5,6 +5,8 @@
 //! `/events?channel=broadcast` bridge, and `curl -N` reading a broadcast.
 
 use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -108,45 +110,10 @@ fn start(
     (s, addr, app)
 }
 
-type Client = tungstenite::WebSocket<Retry>;
-
-/// A socket whose reads and writes retry EINTR: io_uring workers in this process can interrupt
-/// a test thread's blocking calls, which tungstenite would otherwise report as errors.
-struct Retry(TcpStream);
-
-impl std::io::Read for Retry {
-    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.0.read(b) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-        }
-    }
-}
-
-impl std::io::Write for Retry {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        loop {
-            match self.0.write(b) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
+type Client = tungstenite::WebSocket<common::Retry>;
 
 fn ws_client(addr: SocketAddr, path: &str) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    tungstenite::client(format!("ws://{addr}{path}"), Retry(stream))
-        .unwrap()
-        .0
+    common::ws_client(addr, path, Duration::from_secs(10))
 }
 
 fn next_text(c: &mut Client) -> String {

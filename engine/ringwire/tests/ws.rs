@@ -130,26 +130,10 @@ fn start(d: DriverChoice, threads: usize, cfg: WsServerConfig) -> (ServerHandle,
     (s, a, log)
 }
 
-type Client = tungstenite::WebSocket<TcpStream>;
+type Client = tungstenite::WebSocket<common::Retry>;
 
-/// Connect and upgrade. A handshake whose read a signal interrupted (EINTR: a socket read
-/// with a timeout is never restarted; seen once in CI) cannot be resumed: it is retried on a
-/// new connection, up to four times.
 fn client(addr: SocketAddr, path: &str) -> Client {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        match tungstenite::client(format!("ws://{addr}{path}"), stream) {
-            Ok((ws, _)) => return ws,
-            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::Interrupted && attempt < 4 => {}
-            Err(e) => panic!("handshake (attempt {attempt}): {e}"),
-        }
-    }
+    common::ws_client(addr, path, Duration::from_secs(10))
 }
 
 /// Read the next message, retrying reads a signal interrupted.
@@ -231,7 +215,8 @@ fn subprotocol_negotiated(d: DriverChoice) {
     let mut req = format!("ws://{addr}/").into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "chat, other".parse().unwrap());
-    let (mut c, resp) = tungstenite::client(req, TcpStream::connect(addr).unwrap()).unwrap();
+    let stream = common::Retry(TcpStream::connect(addr).unwrap());
+    let (mut c, resp) = tungstenite::client(req, stream).unwrap();
     assert_eq!(
         resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
         "chat"

@@ -98,15 +98,10 @@ fn start<H: WsHandler + Clone + Send + Sync>(
     (s, a)
 }
 
-type Client = tungstenite::WebSocket<TcpStream>;
+type Client = tungstenite::WebSocket<common::Retry>;
 
 fn client(addr: SocketAddr) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}/big"), stream).unwrap();
-    ws
+    common::ws_client(addr, "/big", Duration::from_secs(20))
 }
 
 /// Read the next data message, retrying reads a signal interrupted.

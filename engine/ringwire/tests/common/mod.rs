@@ -2,7 +2,49 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A socket whose reads and writes retry EINTR: io_uring workers in the test process can
+/// interrupt a test thread's blocking calls (a read with a timeout is not restarted after a
+/// signal), which tungstenite would otherwise report as errors.
+pub struct Retry(pub TcpStream);
+
+impl Read for Retry {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Write for Retry {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A tungstenite client on `ws://addr{path}` whose socket retries EINTR, reads timing out
+/// after `timeout`.
+pub fn ws_client(addr: SocketAddr, path: &str, timeout: Duration) -> tungstenite::WebSocket<Retry> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    match tungstenite::client(format!("ws://{addr}{path}"), Retry(stream)) {
+        Ok((ws, _)) => ws,
+        Err(e) => panic!("handshake on {path}: {e}"),
+    }
+}
 
 /// The client side of a WebSocket handshake offering permessage-deflate `deflate`, on the
 /// ringwire-ws codec: returns the negotiated deflate parameters and the bytes read past the
