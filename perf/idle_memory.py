@@ -9,10 +9,16 @@ so the server has accepted them, finished any handshake and armed their receive,
 again, and reports (RSS delta) / N. The kernel's own socket memory (/proc/net/sockstat "mem", in pages) is
 reported apart. Connections come from 127.0.0.1..127.0.0.8 to go past one address's ports.
 
+One process may hold only as many sockets as RLIMIT_NOFILE allows. Past that (less a margin),
+the connections are spread over several server processes on the same ports (SO_REUSEPORT, as
+a multi-process deployment of `ringwire serve` would run), each below the limit, and the RSS
+deltas of all of them are added up; the client side likewise opens them from several worker
+processes. `--procs K` forces K server processes.
+
     python3 perf/idle_memory.py --bin target/release/ringwire --driver uring --conns 10000 50000 100000
     python3 perf/idle_memory.py --proto tcp --conns 10000
 """
-import argparse, json, os, resource, selectors, socket, subprocess, sys, time
+import argparse, json, math, multiprocessing, os, resource, selectors, socket, subprocess, sys, time
 
 
 def rss_kib(pid):
@@ -73,19 +79,20 @@ def echoed(proto, got):
     return False
 
 
-def open_conns(port, n, proto):
+def open_conns(port, n, proto, first=0):
     conns = []
-    for i in range(n):
+    for i in range(first, first + n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((f"127.0.0.{1 + i % 8}", 0))
         s.connect(("127.0.0.1", port))
+        # At once: the server's handshake limit runs from the accept.
+        s.sendall(b"x" if proto == "tcp" else WS_HELLO)
         s.setblocking(False)
         conns.append(s)
     # One message each, echoed back: the server has accepted and serviced every connection.
     sel = selectors.DefaultSelector()
     got = {}
     for s in conns:
-        s.send(b"x" if proto == "tcp" else WS_HELLO)
         sel.register(s, selectors.EVENT_READ)
         got[s] = b""
     pending = len(conns)
@@ -105,48 +112,111 @@ def open_conns(port, n, proto):
     return conns
 
 
-def measure(binary, driver, n, proto):
-    port, http = free_port(), free_port()
-    srv = subprocess.Popen(
-        [binary, "serve", "--threads", "1", "--driver", driver,
-         "--tcp-echo", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{http}",
-         "--max-connections", str(n + 10)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def client_worker(port, n, proto, first, pipe):
+    """Open `n` connections (source addresses from index `first`), report, hold them until
+    told, close them."""
     try:
-        for _ in range(2):
-            line = srv.stdout.readline()
-            if "listening on" not in line:
-                raise RuntimeError(f"server did not start: {line!r}")
+        conns = open_conns(port, n, proto, first)
+    except Exception as e:  # reported to the parent, which fails the run
+        pipe.send(f"error: {e}")
+        return
+    pipe.send("ok")
+    pipe.recv()
+    for s in conns:
+        s.close()
+    pipe.send("closed")
+
+
+def open_in_workers(port, n, per_worker, proto, first=0):
+    """Open `n` connections from worker processes of at most `per_worker` each (a process may
+    hold only RLIMIT_NOFILE sockets); returns the workers, holding their connections."""
+    ctx = multiprocessing.get_context("fork")
+    workers = []
+    k = max(1, math.ceil(n / per_worker))
+    for w in range(k):
+        share = n // k + (1 if w < n % k else 0)
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=client_worker, args=(port, share, proto, first, theirs))
+        p.start()
+        theirs.close()  # a worker that dies shows as EOF, not a wait forever
+        first += share
+        workers.append((p, mine))
+    errors = []
+    for p, pipe in workers:
+        try:
+            msg = pipe.recv()
+        except (EOFError, OSError) as e:
+            msg = f"lost: {e}"
+        if msg != "ok":
+            errors.append(f"{msg} (exit code {p.exitcode})")
+    if errors:
+        close_workers(workers)
+        raise RuntimeError(f"client workers: {errors}")
+    return workers
+
+
+def close_workers(workers):
+    for p, pipe in workers:
+        try:
+            pipe.send("close")
+        except (OSError, ValueError):
+            pass
+    for p, pipe in workers:
+        try:
+            pipe.recv()
+        except (EOFError, OSError):
+            pass
+        p.join(timeout=30)
+
+
+def measure(binary, driver, n, proto, procs, per_process):
+    """RSS growth of `procs` server processes sharing the ports while `n` connections open."""
+    port, http = free_port(), free_port()
+    servers = []
+    try:
+        for _ in range(procs):
+            servers.append(subprocess.Popen(
+                [binary, "serve", "--threads", "1", "--driver", driver,
+                 "--tcp-echo", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{http}",
+                 "--max-connections", str(n + 1000 * procs + 10)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+            for _ in range(2):
+                line = servers[-1].stdout.readline()
+                if "listening on" not in line:
+                    raise RuntimeError(f"server did not start: {line!r}")
         time.sleep(0.2)
         # Warm up allocator paths and the receive buffer pool (the ring cycles through all of
-        # its buffers), then measure from there.
+        # its buffers), then measure from there. The warm-up connections stay open: memory
+        # they touched and freed would be reused by the measured ones and hide their cost.
         target = port if proto == "tcp" else http
-        warm = open_conns(target, 1000, proto)
-        for s in warm:
-            s.close()
+        warm = open_in_workers(target, 1000 * procs, per_process, proto)
         time.sleep(0.5)
-        rss0, mem0, slab0 = rss_kib(srv.pid), sockstat_pages(), slab_kib()
-        conns = open_conns(target, n, proto)
+        rss0 = sum(rss_kib(s.pid) for s in servers)
+        mem0, slab0 = sockstat_pages(), slab_kib()
+        workers = open_in_workers(target, n, per_process, proto, first=1000 * procs)
         # Idle means idle: let the runtime's sweep (every 250 ms, 16k connections a time)
         # return the out-queue storage of connections that have nothing queued.
-        time.sleep(0.5 + 0.25 * (n // 16384 + 1))
-        rss1, mem1, slab1 = rss_kib(srv.pid), sockstat_pages(), slab_kib()
+        time.sleep(0.5 + 0.25 * (n // (16384 * procs) + 1))
+        rss1 = sum(rss_kib(s.pid) for s in servers)
+        mem1, slab1 = sockstat_pages(), slab_kib()
         res = {
-            "driver": driver, "proto": proto, "conns": n,
+            "driver": driver, "proto": proto, "conns": n, "server_procs": procs,
             "rss_before_kib": rss0, "rss_after_kib": rss1,
             "user_bytes_per_conn": round((rss1 - rss0) * 1024 / n, 1),
             "kernel_tcp_mem_bytes_per_conn": round((mem1 - mem0) * 4096 / n, 1),
             "kernel_slab_bytes_per_conn_both_ends": round((slab1 - slab0) * 1024 / n, 1),
         }
-        for s in conns:
-            s.close()
+        close_workers(workers)
+        close_workers(warm)
         return res
     finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        for srv in servers:
+            srv.terminate()
+        for srv in servers:
+            try:
+                srv.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                srv.kill()
 
 
 def main():
@@ -156,23 +226,30 @@ def main():
     ap.add_argument("--conns", type=int, nargs="+", default=[10000])
     ap.add_argument("--proto", choices=["ws", "tcp"], default="ws",
                     help="WebSocket connections (default) or raw TCP echo connections")
+    ap.add_argument("--procs", type=int, default=0,
+                    help="server processes sharing the ports (default: as few as keep each "
+                         "below RLIMIT_NOFILE)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    need = max(a.conns) + 1000
+    # Every process (servers, client workers) gets the hard limit; each holds at most
+    # `per_process` connections, leaving room for its other descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(need, hard)))
-    except (ValueError, OSError):
-        if hard < need:
-            sys.exit(f"need {need} file descriptors, the hard limit is {hard} (raise it: ulimit -Hn)")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    if hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    per_process = min(limit, 1 << 20) - 2000
+    if per_process < 2000:
+        sys.exit(f"the hard limit of file descriptors is {hard}: too low")
     out = []
     for d in a.driver or ["uring", "epoll"]:
         for n in a.conns:
-            r = measure(a.bin, d, n, a.proto)
+            procs = a.procs or math.ceil((n + 1000) / per_process)
+            if (n + 1000 * procs) / procs > per_process:
+                sys.exit(f"{procs} server processes cannot hold {n} connections below {limit} descriptors each")
+            r = measure(a.bin, d, n, a.proto, procs, per_process)
             out.append(r)
             if not a.json:
-                print(f"driver={d:5} proto={a.proto} conns={n:6}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
+                print(f"driver={d:5} proto={a.proto} conns={n:6} server-procs={procs}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
                       f"(RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB)  "
                       f"kernel: TCP buffers {r['kernel_tcp_mem_bytes_per_conn']:.0f} B/conn, "
                       f"slab {r['kernel_slab_bytes_per_conn_both_ends']:.0f} B/conn (both ends, whole machine)",

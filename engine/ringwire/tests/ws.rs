@@ -28,6 +28,7 @@ both_drivers!(
     upgrade_refused_with_status,
     subprotocol_negotiated,
     channel_broadcast_reaches_every_core,
+    broadcast_to_all_follows_opens_and_closes,
     heartbeat_closes_silent_peer,
     heartbeat_keeps_responsive_peer,
     idle_timeout_closes,
@@ -235,6 +236,56 @@ fn subprotocol_negotiated(d: DriverChoice) {
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
     assert!(tungstenite::client(req, TcpStream::connect(addr2).unwrap()).is_err());
+}
+
+/// A broadcast to every connection reaches exactly the WebSocket connections open when it is
+/// delivered: not closed ones, not those whose slots new connections took over twice, not a
+/// connection still in its HTTP request (the set of connections is a bitmap over slots).
+fn broadcast_to_all_follows_opens_and_closes(d: DriverChoice) {
+    let (_s, addr, log) = start(d, 1, WsServerConfig::default());
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap(); // not finished
+    let mut open: Vec<Client> = (0..6).map(|_| client(addr, "/a")).collect();
+    for round in 0..2 {
+        // Close every other one (the server logs each close), then open as many again: they
+        // take the freed slots.
+        let closing: Vec<Client> = (0..3).map(|i| open.remove(i)).collect();
+        let closes = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("close"))
+            .count();
+        for mut c in closing {
+            c.close(None).unwrap();
+            while c.read().is_ok() {}
+        }
+        wait_for("closes", || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with("close"))
+                .count()
+                == closes + 3
+        });
+        open.extend((0..3).map(|_| client(addr, "/b")));
+        open[0]
+            .send(Message::text(format!("all:round {round}")))
+            .unwrap();
+        for c in open.iter_mut() {
+            assert_eq!(next_text(c), format!("round {round}"));
+        }
+        // Exactly once each: the next thing every client sees is its own echo.
+        for (i, c) in open.iter_mut().enumerate() {
+            c.send(Message::text(format!("echo {i}"))).unwrap();
+            assert_eq!(next_text(c), format!("echo {i}"));
+        }
+    }
+    // The unfinished request saw no frame.
+    raw.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut b = [0u8; 64];
+    assert!(matches!(raw.read(&mut b), Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof));
 }
 
 fn channel_broadcast_reaches_every_core(d: DriverChoice) {

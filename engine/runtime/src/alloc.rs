@@ -26,3 +26,20 @@ pub fn keep_freed_memory() {
         }
     }
 }
+
+/// Give freed memory back to the system: whole free pages inside the heap (every arena) are
+/// released with `madvise`, and the heap's top is trimmed. With [`keep_freed_memory`]'s
+/// thresholds nothing else does it, so the old storage of a table that grew by reallocation
+/// (a connection slab going from 8k to 16k slots frees a megabyte) would stay resident for the
+/// life of the process. The runtime calls it when its per-core connection tables grew, which
+/// happens a few times in a process's life (capacities double); plugins may call it for their
+/// own tables. It walks malloc's free lists: do not call it per request. glibc only; a no-op
+/// elsewhere.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it takes malloc's locks
+    // and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

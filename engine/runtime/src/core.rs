@@ -70,6 +70,10 @@ pub(crate) const CONNECTING: u32 = 1 << 19;
 /// the next record's start comes in alone and the rest of it goes straight into its room.
 pub(crate) const LARGE_READS: u32 = 1 << 20;
 
+/// Per-connection tables smaller than this are not worth a walk of malloc's free lists when
+/// they grow (what their growth freed is under a page or two).
+const TABLES_RELEASE_MIN: usize = 256 * 1024;
+
 /// The listener index of outgoing connections ([`CoreCtx::connect`]).
 pub(crate) const OUTGOING: u16 = u16::MAX;
 
@@ -996,6 +1000,11 @@ impl<'a> CoreCtx<'a> {
     pub fn connection_count(&self) -> usize {
         self.sh.conns.len()
     }
+    /// The connection in slot `slot` of this core ([`ConnId::slot`]), if one is there (closing
+    /// or not).
+    pub fn conn_at(&self, slot: u32) -> Option<ConnId> {
+        self.sh.conns.key_at(slot).map(|k| self.sh.id_of(k))
+    }
     /// This core's counters.
     pub fn stats(&self) -> CoreStats {
         self.sh.stats
@@ -1468,6 +1477,8 @@ pub(crate) struct Core<P: Plugin> {
     pub states: Vec<Option<P::Conn>>,
     pub sh: Shared,
     pub inbox: Receiver<Envelope>,
+    /// Bytes of the per-connection tables (slab, plugin states, deadlines) when they last grew.
+    table_bytes: usize,
 }
 
 /// What a driver should do with a connection after [`Core::service`].
@@ -1520,6 +1531,24 @@ impl<P: Plugin> Core<P> {
             states: Vec::new(),
             sh,
             inbox,
+            table_bytes: 0,
+        }
+    }
+
+    /// After a connection opened: if a per-connection table grew (by doubling: its old storage
+    /// was freed), give the freed memory back ([`crate::alloc::release_freed_memory`]), which
+    /// [`crate::alloc::keep_freed_memory`]'s thresholds would otherwise keep resident, at up to
+    /// half the tables' size. Happens about log2(connections) times in a core's life.
+    fn release_if_tables_grew(&mut self) {
+        let bytes = self.sh.conns.table_bytes()
+            + self.states.capacity() * std::mem::size_of::<Option<P::Conn>>()
+            + self.sh.deadlines.table_bytes();
+        if bytes > self.table_bytes {
+            let grew = self.table_bytes != 0;
+            self.table_bytes = bytes;
+            if grew && bytes >= TABLES_RELEASE_MIN {
+                crate::alloc::release_freed_memory();
+            }
         }
     }
 
@@ -1602,6 +1631,7 @@ impl<P: Plugin> Core<P> {
             return Some(key);
         }
         self.open_plugin(key);
+        self.release_if_tables_grew();
         Some(key)
     }
 

@@ -35,6 +35,13 @@ impl ConnId {
     pub fn from_u64(v: u64) -> Self {
         ConnId(v)
     }
+    /// The connection's slot on its core: a small number, dense over the core's open
+    /// connections and reused after a close, to index a plugin's own per-core tables (a bitmap
+    /// of 1 bit a connection instead of a set of ids). While the connection is open,
+    /// [`crate::CoreCtx::conn_at`] maps the slot back to this id.
+    pub fn slot(self) -> u32 {
+        self.0 as u32
+    }
 }
 
 impl std::fmt::Debug for ConnId {

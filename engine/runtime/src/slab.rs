@@ -166,6 +166,17 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The key of the live value in slot `index`, if there is one.
+    pub fn key_at(&self, index: u32) -> Option<Key> {
+        match self.entries.get(index as usize) {
+            Some(Entry::Occupied { generation, .. }) => Some(Key {
+                index,
+                generation: *generation,
+            }),
+            _ => None,
+        }
+    }
+
     /// The value for `k`, mutably, or `None` if `k` is stale or was never issued.
     pub fn get_mut(&mut self, k: Key) -> Option<&mut T> {
         match self.entries.get_mut(k.index as usize) {
@@ -223,6 +234,16 @@ impl<T> Slab<T> {
     /// Whether `k` refers to a live value.
     pub fn contains(&self, k: Key) -> bool {
         self.get(k).is_some()
+    }
+
+    /// Slots allocated (live, free and not yet used).
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// Bytes of the slots allocated.
+    pub fn table_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<T>>()
     }
 
     /// Number of live values.
@@ -412,6 +433,23 @@ mod tests {
         assert_eq!(s.get(wrapped), Some(&3));
         // Documented limitation: a key from exactly 2^24 generations ago aliases.
         assert_eq!(wrapped, k);
+    }
+
+    #[test]
+    fn key_at_names_the_current_occupant() {
+        let mut s = Slab::new();
+        let a = s.insert('a');
+        let b = s.insert('b');
+        assert_eq!(s.key_at(a.index()), Some(a));
+        assert_eq!(s.key_at(b.index()), Some(b));
+        assert_eq!(s.key_at(7), None);
+        s.remove(a);
+        assert_eq!(s.key_at(a.index()), None);
+        let c = s.insert('c');
+        assert_eq!(c.index(), a.index());
+        assert_eq!(s.key_at(a.index()), Some(c));
+        assert_ne!(c, a);
+        assert!(s.table_bytes() >= 2 * std::mem::size_of::<char>());
     }
 
     #[test]
