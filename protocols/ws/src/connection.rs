@@ -302,7 +302,6 @@ pub struct WebSocket {
     /// Shared by every connection made from the same `Arc` (64 bytes each otherwise).
     config: Arc<Config>,
     rx_msg: Option<RxMessage>,
-    partial: Option<Partial>,
     /// What only some connections need, boxed so an idle server connection without
     /// permessage-deflate holds none of it: allocated when first needed and freed once it
     /// holds nothing again.
@@ -313,6 +312,9 @@ pub struct WebSocket {
 #[derive(Default)]
 struct Cold {
     close_deadline: Option<Instant>,
+    /// An incomplete text frame at the head of the input: how much of it is unmasked and
+    /// UTF-8 checked already.
+    partial: Option<Partial>,
     /// Reassembly / inflate buffer of the incoming message.
     message: Vec<u8>,
     deflate_params: Option<DeflateParams>,
@@ -327,6 +329,7 @@ impl Cold {
     /// Holds nothing a fresh connection would not: it can be freed.
     fn is_empty(&self) -> bool {
         self.close_deadline.is_none()
+            && self.partial.is_none()
             && self.message.capacity() == 0
             && self.deflate_params.is_none()
             && self.deflate.is_none()
@@ -395,7 +398,6 @@ impl WebSocket {
             utf8: Utf8Validator::default(),
             config,
             rx_msg: None,
-            partial: None,
             cold: (!cold.is_empty()).then(|| Box::new(cold)),
         }
     }
@@ -615,7 +617,7 @@ impl WebSocket {
         if !self.is_plain_text(h) {
             return Ok(());
         }
-        let done = match self.partial {
+        let done = match self.cold.as_ref().and_then(|c| c.partial) {
             Some(p) if p.header == *h => p.done,
             _ => 0,
         };
@@ -629,7 +631,7 @@ impl WebSocket {
             apply_mask_at(new, key, done);
         }
         self.utf8.feed(new).map_err(|_| WsError::InvalidUtf8)?;
-        self.partial = Some(Partial {
+        self.cold_mut().partial = Some(Partial {
             header: *h,
             done: done + new.len(),
         });
@@ -641,9 +643,12 @@ impl WebSocket {
         h: &FrameHeader,
         payload: &'b mut [u8],
     ) -> Result<Option<WsEvent<'b>>, WsError> {
-        let done = match self.partial.take() {
-            Some(p) if p.header == *h => p.done,
-            _ => 0,
+        let done = match self.cold.as_deref_mut().and_then(|c| c.partial.take()) {
+            Some(p) => {
+                self.release_cold();
+                if p.header == *h { p.done } else { 0 }
+            }
+            None => 0,
         };
         if let (Some(key), Some(rest)) = (h.mask, payload.get_mut(done..)) {
             apply_mask_at(rest, key, done);
@@ -860,9 +865,9 @@ impl WebSocket {
     /// Forgets the incoming message in progress.
     fn abort_rx(&mut self) {
         self.rx_msg = None;
-        self.partial = None;
         self.utf8.reset();
         if let Some(c) = self.cold.as_deref_mut() {
+            c.partial = None;
             c.message.clear();
             if let Some(d) = &mut c.deflate {
                 d.abort_rx();
@@ -1228,7 +1233,7 @@ mod tests {
     #[test]
     fn idle_server_connection_holds_no_cold_part() {
         // The hot part stays small; the cold part exists only while something needs it.
-        assert!(std::mem::size_of::<WebSocket>() <= 80);
+        assert!(std::mem::size_of::<WebSocket>() <= 48);
         let now = Instant::now();
         let mut ws = WebSocket::server(Config::default(), None);
         assert!(ws.cold.is_none());
@@ -1254,6 +1259,21 @@ mod tests {
         let r = ws.handle_read(now, &mut buf).unwrap();
         match r.event {
             Some(WsEvent::Message { data, .. }) => assert_eq!(&*data, b"abcd"),
+            e => panic!("{e:?}"),
+        }
+        assert!(ws.cold.is_none());
+        // A text frame that arrives in pieces: what is unmasked and checked so far is kept
+        // in the cold part until the frame is complete (the caller passes the same bytes
+        // again, with more after them).
+        let whole = client_frame(true, OpCode::Text, "héllo wörld".as_bytes());
+        let mut buf = whole[..whole.len() - 4].to_vec();
+        let r = ws.handle_read(now, &mut buf).unwrap();
+        assert_eq!((r.consumed, r.event), (0, None));
+        assert!(ws.cold.is_some());
+        buf.extend_from_slice(&whole[whole.len() - 4..]);
+        let r = ws.handle_read(now, &mut buf).unwrap();
+        match r.event {
+            Some(WsEvent::Message { data, .. }) => assert_eq!(&*data, "héllo wörld".as_bytes()),
             e => panic!("{e:?}"),
         }
         assert!(ws.cold.is_none());
