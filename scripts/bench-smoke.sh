@@ -4,8 +4,8 @@
 # temporary directory, not to bench/results/latest.json), then every other
 # ringwire-load mode once: connection storm, idle pings, broadcast fan-out,
 # several source addresses, two client threads, and over TLS (wss echo, full
-# and resumed handshake storms, scripts/bench-tls.sh's modes). Exits non-zero on any failure
-# (every echo, pong and broadcast is verified by the client).
+# and resumed handshake storms, scripts/bench-tls.sh's modes), and perf/idle_memory.py.
+# Exits non-zero on any failure (every echo, pong and broadcast is verified by the client).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -56,4 +56,7 @@ T=(--addr "127.0.0.1:$TPORT" --secs 0.5 --warmup 0.2 --server-pid "$SPID" --tls 
 "$LOAD" ws-echo "${T[@]}" --conns 4 --size 100000 --tls12 --rate 200
 "$LOAD" storm "${T[@]}" --conns 4
 "$LOAD" storm "${T[@]}" --conns 4 --resume # fails unless handshakes resumed
+# perf/idle_memory.py, on both drivers, with its connections spread over two server processes
+# (the path it takes past RLIMIT_NOFILE).
+python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --conns 1500 --procs 2
 echo "bench smoke: all modes OK"
