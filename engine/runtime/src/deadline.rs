@@ -81,12 +81,12 @@ impl Deadlines {
         self.armed
     }
 
-    /// The deadline of slot `index`, if one is armed (rounded up to the tick grid).
     /// Bytes of the per-slot array.
     pub(crate) fn table_bytes(&self) -> usize {
         self.at.capacity() * std::mem::size_of::<u32>()
     }
 
+    /// The deadline of slot `index`, if one is armed (rounded up to the tick grid).
     pub(crate) fn get(&self, index: u32) -> Option<Instant> {
         match self.at.get(index as usize) {
             Some(&v) if v != 0 => Some(self.instant_of(v)),

@@ -236,11 +236,6 @@ impl<T> Slab<T> {
         self.get(k).is_some()
     }
 
-    /// Slots allocated (live, free and not yet used).
-    pub fn capacity(&self) -> usize {
-        self.entries.capacity()
-    }
-
     /// Bytes of the slots allocated.
     pub fn table_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<T>>()
