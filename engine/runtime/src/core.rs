@@ -947,8 +947,11 @@ impl Shared {
         self.mark_dirty(key);
     }
 
+    /// Arm a wheel timer `after` from now. The clock is read here rather than taken from the
+    /// turn's start (`self.now`): a callback late in a long turn would otherwise get its timer
+    /// early by however long the turn had run.
     fn set_timer(&mut self, after: Duration, target: TimerTarget) -> TimerId {
-        TimerId(self.timers.insert(self.now + after, target))
+        TimerId(self.timers.insert(Instant::now() + after, target))
     }
 
     /// Set, move or cancel the deadline sweep's timer as [`Deadlines`] asks.
@@ -1057,7 +1060,9 @@ impl<'a> CoreCtx<'a> {
             .is_some_and(|c| c.flags & (CLOSING | ABORT) == 0)
     }
 
-    /// Arm a core timer: [`Plugin::on_core_timer`] gets `token` after `after`.
+    /// Arm a core timer: [`Plugin::on_core_timer`] gets `token` once `after` has passed,
+    /// counted from this call: never early, at most one [`RuntimeConfig::timer_tick`] late
+    /// (plus however long the loop is busy).
     pub fn set_core_timer(&mut self, after: Duration, token: u64) -> TimerId {
         self.sh.set_timer(after, TimerTarget::Core(token))
     }
@@ -1397,7 +1402,8 @@ impl ConnCtx<'_> {
     pub fn is_closing(&self) -> bool {
         self.conn().is_none_or(|c| c.flags & (CLOSING | ABORT) != 0)
     }
-    /// Arm a timer for this connection: [`Plugin::on_timer`] gets `token` after `after`
+    /// Arm a timer for this connection: [`Plugin::on_timer`] gets `token` once `after` has
+    /// passed, counted from this call (never early, at most one timer tick late)
     /// (not if the connection closed first).
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
         let key = self.key;
@@ -1413,7 +1419,8 @@ impl ConnCtx<'_> {
     /// Meant for the timeouts every connection has: a handshake or request-head deadline, a
     /// keep-alive limit.
     pub fn set_deadline(&mut self, after: Duration) {
-        let at = self.core.sh.now + after;
+        // Counted from the call, not from the turn's start (see `Shared::set_timer`).
+        let at = Instant::now() + after;
         let sweep = self.core.sh.deadlines.set(self.key.index(), at);
         self.core.sh.apply_sweep(sweep);
     }
