@@ -949,6 +949,9 @@ impl Uring {
                 }
                 if res > 0 {
                     if let Some(bid) = bid {
+                        // Whether this buffer starts a record (nothing partial was kept).
+                        let at_boundary =
+                            core.sh.conns.get(key).is_some_and(|c| c.inbuf().is_empty());
                         let buf = self.bufs.slice(bid, res as usize);
                         core.deliver(key, buf);
                         self.bufs.push(bid);
@@ -957,12 +960,15 @@ impl Uring {
                             // swaps the multishot receive for a direct one.
                             core.sh.mark_dirty(key);
                         } else if !more
+                            && at_boundary
                             && let Some(c) = core.sh.conns.get_mut(key)
                             && c.flags & LARGE_READS != 0
                             && c.inbuf().is_empty()
                         {
-                            // The buffer ended on a record boundary (no partial record is
-                            // kept): small records again, back to the multishot receive.
+                            // The buffer held whole records only (it began and ended on a
+                            // record boundary): small records again, back to the multishot
+                            // receive. A buffer that ends a large record's tail does not
+                            // count: the next record is likely large too.
                             c.flags &= !LARGE_READS;
                         }
                     }
