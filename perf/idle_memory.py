@@ -169,7 +169,7 @@ def close_workers(workers):
         p.join(timeout=30)
 
 
-def measure(binary, driver, n, proto, procs, per_process):
+def measure(binary, driver, n, proto, procs, per_process, serve_args=()):
     """RSS growth of `procs` server processes sharing the ports while `n` connections open."""
     port, http = free_port(), free_port()
     servers = []
@@ -178,7 +178,7 @@ def measure(binary, driver, n, proto, procs, per_process):
             servers.append(subprocess.Popen(
                 [binary, "serve", "--threads", "1", "--driver", driver,
                  "--tcp-echo", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{http}",
-                 "--max-connections", str(n + 1000 * procs + 10)],
+                 "--max-connections", str(n + 1000 * procs + 10)] + list(serve_args),
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
             for _ in range(2):
                 line = servers[-1].stdout.readline()
@@ -201,6 +201,7 @@ def measure(binary, driver, n, proto, procs, per_process):
         mem1, slab1 = sockstat_pages(), slab_kib()
         res = {
             "driver": driver, "proto": proto, "conns": n, "server_procs": procs,
+            "serve_args": list(serve_args),
             "rss_before_kib": rss0, "rss_after_kib": rss1,
             "user_bytes_per_conn": round((rss1 - rss0) * 1024 / n, 1),
             "kernel_tcp_mem_bytes_per_conn": round((mem1 - mem0) * 4096 / n, 1),
@@ -229,6 +230,9 @@ def main():
     ap.add_argument("--procs", type=int, default=0,
                     help="server processes sharing the ports (default: as few as keep each "
                          "below RLIMIT_NOFILE)")
+    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                    help="an extra argument for `ringwire serve` (repeat it), e.g. "
+                         "--serve-arg=--ws-heartbeat-ms=30000")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     # Every process (servers, client workers) gets the hard limit; each holds at most
@@ -246,13 +250,14 @@ def main():
             procs = a.procs or math.ceil((n + 1000) / per_process)
             if (n + 1000 * procs) / procs > per_process:
                 sys.exit(f"{procs} server processes cannot hold {n} connections below {limit} descriptors each")
-            r = measure(a.bin, d, n, a.proto, procs, per_process)
+            r = measure(a.bin, d, n, a.proto, procs, per_process, a.serve_arg)
             out.append(r)
             if not a.json:
                 print(f"driver={d:5} proto={a.proto} conns={n:6} server-procs={procs}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
                       f"(RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB)  "
                       f"kernel: TCP buffers {r['kernel_tcp_mem_bytes_per_conn']:.0f} B/conn, "
-                      f"slab {r['kernel_slab_bytes_per_conn_both_ends']:.0f} B/conn (both ends, whole machine)",
+                      f"slab {r['kernel_slab_bytes_per_conn_both_ends']:.0f} B/conn (both ends, whole machine)"
+                      + (f"  serve args: {' '.join(a.serve_arg)}" if a.serve_arg else ""),
                       flush=True)
     if a.json:
         print(json.dumps(out, indent=1))

@@ -19,7 +19,8 @@
 //! uring_batch_wait_us = 0        # io_uring, busy core: wait this long to batch completions (0 = off)
 //! uring_batch_size = 64          # completions that end the batch wait early
 //! uring_batch_busy = 16          # completions in a turn that make the next one batch (0 = always)
-//! deadline_tick_ms = 100         # grid of handshake/keep-alive deadlines: how late they may fire
+//! deadline_tick_ms = 100         # grid of the connection deadlines: how late they may fire
+//!                                # (default: 100, or a tenth of the shortest ws heartbeat/idle)
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
 //! # HTTP (docs/http.md)
@@ -434,6 +435,21 @@ impl FileConfig {
                 ));
             }
             c.deadline_tick = Duration::from_millis(v);
+        } else {
+            // WebSocket heartbeats and idle limits run on the connection deadlines: unless told
+            // otherwise, keep how late they may fire to a tenth of the shortest of them.
+            let finest = [
+                self.ws_heartbeat_ms,
+                self.ws_heartbeat_timeout_ms,
+                self.ws_idle_timeout_ms,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|&ms| ms > 0)
+            .min();
+            if let Some(ms) = finest {
+                c.deadline_tick = c.deadline_tick.min(Duration::from_millis((ms / 10).max(1)));
+            }
         }
         if let Some(v) = self.recv_buffers {
             if v == 0 {
@@ -632,6 +648,27 @@ mod tests {
             let e = FileConfig::parse(bad).unwrap().runtime();
             assert!(e.unwrap_err().0.contains("deadline_tick_ms"), "{bad}");
         }
+        // Unset, it follows short heartbeats and idle limits (a tenth of the shortest)...
+        let tick = |text: &str| {
+            FileConfig::parse(text)
+                .unwrap()
+                .runtime()
+                .unwrap()
+                .deadline_tick
+        };
+        assert_eq!(tick("ws_heartbeat_ms = 30000"), Duration::from_millis(100));
+        assert_eq!(tick("ws_heartbeat_ms = 500"), Duration::from_millis(50));
+        assert_eq!(
+            tick("ws_heartbeat_ms = 500\nws_heartbeat_timeout_ms = 200"),
+            Duration::from_millis(20)
+        );
+        assert_eq!(tick("ws_idle_timeout_ms = 5"), Duration::from_millis(1));
+        assert_eq!(tick("ws_heartbeat_ms = 0"), Duration::from_millis(100));
+        // ...and set, it is kept.
+        assert_eq!(
+            tick("ws_heartbeat_ms = 500\ndeadline_tick_ms = 100"),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

@@ -31,10 +31,12 @@
 //! size; receivers with context takeover get the uncompressed frame (RFC 7692 allows it, and a
 //! frame compressed elsewhere would desynchronise their window).
 //!
-//! Timers per connection: the handshake deadline, the heartbeat (ping every interval, close
+//! Timeouts per connection: the handshake deadline, the heartbeat (ping every interval, close
 //! after a timeout without pong; optionally only when nothing arrived during the interval; or a
 //! custom heartbeat message from the handler), the idle timeout, and the closing handshake's
-//! timeout from the codec.
+//! timeout from the codec. All but the last share the connection's one deadline
+//! ([`ConnCtx::set_deadline`], set for whichever is due first): an idle connection holds no
+//! timer, only 4 bytes in its core's deadline array and its [`WsLive`] box.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -43,9 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes};
-use ringwire_runtime::{
-    BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, SendError, TimerId,
-};
+use ringwire_runtime::{BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin, SendError};
 use ringwire_ws::handshake::{UpgradeRequest, write_accept, write_error_response, write_reject};
 use ringwire_ws::{FrameHeader, OpCode, State, WebSocket, WsEvent};
 
@@ -63,9 +63,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The bus tag of broadcasts from inside the engine.
 pub(crate) const TAG_BROADCAST: u64 = 0x5753_4243; // "WSBC"
 
-// Connection timer tokens.
-const T_HEARTBEAT: u64 = 2;
-const T_PONG: u64 = 3;
+// Connection timer token: the codec's closing-handshake timeout.
 const T_CLOSE: u64 = 5;
 
 /// [`WsCtx::send_bytes`] queues a payload at least this large as a chunk of its own after the
@@ -109,7 +107,9 @@ pub struct WsServerConfig {
     /// connection's deadline, like `handshake_timeout`: no timer per connection, enforced up
     /// to one deadline tick late.
     pub idle_timeout: Option<Duration>,
-    /// Ping-based liveness checks.
+    /// Ping-based liveness checks. Kept on the connection's deadline, like `idle_timeout`:
+    /// pings and the pong timeout run up to one deadline tick late (100 ms by default; lower
+    /// [`ringwire_runtime::RuntimeConfig::deadline_tick`] for sub-second intervals).
     pub heartbeat: Option<Heartbeat>,
 }
 
@@ -386,6 +386,14 @@ fn encode_frame(kind: MessageKind, payload: &Bytes, rsv1: bool) -> Bytes {
     Bytes::from(v)
 }
 
+/// A duration in whole milliseconds, rounded up (u64 and u32 arithmetic, no 128-bit
+/// division).
+fn ceil_ms(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
+}
+
 /// The per-connection WebSocket state.
 pub struct WsState {
     ws: WebSocket,
@@ -408,15 +416,18 @@ struct WsExtra {
 }
 
 /// What a heartbeat or an idle timeout needs of a connection ([`WsServerConfig::heartbeat`],
-/// [`WsServerConfig::idle_timeout`]).
+/// [`WsServerConfig::idle_timeout`]). Times are milliseconds since the core's
+/// [`WsServer::epoch`] (half the size of an `Instant`); the connection's deadline is set for
+/// the earliest of them that applies ([`WsServer::arm_live`]). 24 bytes: one 32-byte chunk.
 #[derive(Default)]
 struct WsLive {
-    /// When input last arrived: milliseconds since the core's [`WsServer::epoch`] (half the
-    /// size of an `Instant`). Kept only with an idle timeout.
+    /// When input last arrived, rounded up. Kept with an idle timeout or only-if-idle
+    /// heartbeats.
     last_rx_ms: u64,
-    pong_timer: Option<TimerId>,
-    /// Input arrived since the last heartbeat tick (only-if-idle heartbeats skip the ping).
-    rx_since_hb: bool,
+    /// When the next heartbeat is due (with a heartbeat).
+    next_hb_ms: u64,
+    /// When the outstanding ping goes unanswered; 0 while none is outstanding.
+    pong_due_ms: u64,
 }
 
 impl WsState {
@@ -434,9 +445,6 @@ impl WsState {
     }
     fn close_timer(&self) -> bool {
         self.extra.as_ref().is_some_and(|e| e.close_timer)
-    }
-    fn live_mut(&mut self) -> &mut WsLive {
-        self.live.get_or_insert_with(Box::default)
     }
 }
 
@@ -819,16 +827,19 @@ impl<H: WsHandler> WsServer<H> {
         &self.handler
     }
 
-    /// Milliseconds from [`WsServer::epoch`] to `t`, rounded up: an idle timeout measured from
-    /// it never fires early.
+    /// Milliseconds from [`WsServer::epoch`] to `t`, rounded up: a limit measured from it
+    /// never fires early. Called per read with an idle timeout.
     fn ms_since_epoch(&self, t: Instant) -> u64 {
-        // Called per message when an idle timeout is set: u64 and u32 arithmetic, no
-        // 128-bit division.
+        ceil_ms(t.saturating_duration_since(self.epoch))
+    }
+
+    /// Milliseconds from [`WsServer::epoch`] to `t`, rounded down: `floor_ms(now) >= due`
+    /// only once `epoch + due` has passed.
+    fn floor_ms(&self, t: Instant) -> u64 {
         let d = t.saturating_duration_since(self.epoch);
-        let ms = d.subsec_nanos().div_ceil(1_000_000);
         d.as_secs()
             .saturating_mul(1000)
-            .saturating_add(u64::from(ms))
+            .saturating_add(u64::from(d.subsec_millis()))
     }
 
     fn flush(&mut self, cx: &mut ConnCtx<'_>) {
@@ -914,9 +925,14 @@ impl<H: WsHandler> WsServer<H> {
             ws: WebSocket::server(self.codec.clone(), deflate),
             id,
             live: (self.cfg.heartbeat.is_some() || self.cfg.idle_timeout.is_some()).then(|| {
+                let now_ms = self.ms_since_epoch(now);
                 Box::new(WsLive {
-                    last_rx_ms: self.ms_since_epoch(now),
-                    ..WsLive::default()
+                    last_rx_ms: now_ms,
+                    next_hb_ms: self
+                        .cfg
+                        .heartbeat
+                        .map_or(0, |hb| now_ms.saturating_add(ceil_ms(hb.interval))),
+                    pong_due_ms: 0,
                 })
             }),
             extra: sp.clone().map(|p| {
@@ -933,17 +949,12 @@ impl<H: WsHandler> WsServer<H> {
         if let Some(p) = sp {
             self.reg.subprotocols.entry(p).or_default().insert(id);
         }
-        if let Some(hb) = self.cfg.heartbeat {
-            cx.set_timer(hb.interval, T_HEARTBEAT);
-        }
         if let Some(l) = self.http.log() {
             l.handshake(cx, peer, id, req.path(), Ok(subprotocol));
         }
         end_handshake_deadline(conn, cx);
-        if let Some(idle) = self.cfg.idle_timeout {
-            // The idle limit takes over the connection's deadline: no timer per connection.
-            cx.set_deadline(idle);
-        }
+        // The heartbeat and the idle limit take over the connection's deadline.
+        self.arm_live(&st, cx);
         *conn = HttpConn::Ws(Box::new(st));
         if let HttpConn::Ws(st) = conn {
             let mut ws = WsCtx {
@@ -997,39 +1008,99 @@ impl<H: WsHandler> WsServer<H> {
 
     /// The idle timeout's deadline passed: fail the connection if it has been quiet that
     /// long, else move the deadline to when it will have been.
-    fn idle_deadline(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>) {
-        let Some(idle) = self.cfg.idle_timeout else {
+    /// Set the connection's deadline for the earliest of its next heartbeat, its outstanding
+    /// ping's timeout and its idle limit. Input moves the idle limit without touching the
+    /// deadline: a deadline that comes too early finds nothing due and is set again.
+    fn arm_live(&self, st: &WsState, cx: &mut ConnCtx<'_>) {
+        let Some(live) = st.live.as_deref() else {
             return;
         };
-        let last_rx = self.epoch + Duration::from_millis(st.live_mut().last_rx_ms);
-        let quiet_for = cx.now().saturating_duration_since(last_rx);
-        if quiet_for >= idle {
-            self.fail(
+        let mut due = u64::MAX;
+        if let Some(idle) = self.cfg.idle_timeout {
+            due = due.min(live.last_rx_ms.saturating_add(ceil_ms(idle)));
+        }
+        if self.cfg.heartbeat.is_some() {
+            due = due.min(live.next_hb_ms);
+            if live.pong_due_ms != 0 {
+                due = due.min(live.pong_due_ms);
+            }
+        }
+        if due != u64::MAX {
+            let at = self.epoch + Duration::from_millis(due);
+            cx.set_deadline(at.saturating_duration_since(cx.now()));
+        }
+    }
+
+    /// The connection's deadline fired: close it if its ping went unanswered or it was quiet
+    /// past the idle limit, send a heartbeat if one is due, and set the next deadline.
+    fn live_deadline(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>) {
+        let Some(live) = st.live.as_deref_mut() else {
+            return;
+        };
+        let now_ms = self.floor_ms(cx.now());
+        if live.pong_due_ms != 0 && now_ms >= live.pong_due_ms {
+            return self.fail(
+                st,
+                cx,
+                WsFailure::HeartbeatTimeout,
+                CloseCode::GOING_AWAY,
+                "heartbeat timeout",
+            );
+        }
+        if let Some(idle) = self.cfg.idle_timeout
+            && now_ms >= live.last_rx_ms.saturating_add(ceil_ms(idle))
+        {
+            return self.fail(
                 st,
                 cx,
                 WsFailure::IdleTimeout,
                 CloseCode::GOING_AWAY,
                 "idle timeout",
             );
-        } else {
-            cx.set_deadline(idle - quiet_for);
         }
+        if let Some(hb) = self.cfg.heartbeat
+            && now_ms >= live.next_hb_ms
+        {
+            let interval = ceil_ms(hb.interval);
+            // Input since the heartbeat that was due an interval ago (or since the open).
+            let heard = live.last_rx_ms > live.next_hb_ms.saturating_sub(interval);
+            live.next_hb_ms = now_ms.saturating_add(interval);
+            if st.ws.state() == State::Open && !(hb.only_if_idle && heard) {
+                let custom = {
+                    let mut ws = WsCtx {
+                        cx,
+                        st,
+                        reg: &mut self.reg,
+                        out: &mut self.out,
+                    };
+                    self.handler.on_heartbeat(&mut ws)
+                };
+                if !custom {
+                    let _ = st.ws.ping(b"", &mut self.out);
+                    if let Some(live) = st.live.as_deref_mut()
+                        && live.pong_due_ms == 0
+                    {
+                        live.pong_due_ms = now_ms.saturating_add(ceil_ms(hb.timeout)).max(1);
+                    }
+                }
+                self.after_io(st, cx);
+            }
+        }
+        self.arm_live(st, cx);
     }
 
     /// Frames of an open WebSocket.
     fn frames(&mut self, st: &mut WsState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         let now = cx.now();
         if let Some(live) = st.live.as_deref_mut() {
-            if self.cfg.idle_timeout.is_some() {
+            let only_if_idle = self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle);
+            if self.cfg.idle_timeout.is_some() || only_if_idle {
                 live.last_rx_ms = self.ms_since_epoch(now);
             }
-            live.rx_since_hb = true;
             // In only-if-idle mode any input is proof of life: it also answers an outstanding
             // ping.
-            if self.cfg.heartbeat.is_some_and(|hb| hb.only_if_idle)
-                && let Some(t) = live.pong_timer.take()
-            {
-                cx.cancel_timer(t);
+            if only_if_idle {
+                live.pong_due_ms = 0;
             }
         }
         let mut start = 0;
@@ -1124,8 +1195,8 @@ impl<H: WsHandler> WsServer<H> {
                 }
                 WsEvent::Ping(_) => {}
                 WsEvent::Pong(p) => {
-                    if let Some(t) = ws.st.live.as_mut().and_then(|l| l.pong_timer.take()) {
-                        ws.cx.cancel_timer(t);
+                    if let Some(live) = ws.st.live.as_deref_mut() {
+                        live.pong_due_ms = 0;
                     }
                     self.handler.on_pong(&mut ws, p);
                 }
@@ -1316,7 +1387,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
                 cx.close();
             }
             HttpConn::Plain(st) => self.http.on_deadline(st, cx),
-            HttpConn::Ws(st) => self.idle_deadline(st, cx),
+            HttpConn::Ws(st) => self.live_deadline(st, cx),
         }
     }
 
@@ -1324,50 +1395,12 @@ impl<H: WsHandler> Plugin for WsServer<H> {
         if let HttpConn::Plain(st) = conn {
             return self.http.on_timer(st, cx, token);
         }
-        let HttpConn::Ws(st) = conn else {
-            return;
-        };
-        let now = cx.now();
-        match token {
-            T_HEARTBEAT => {
-                let Some(hb) = self.cfg.heartbeat else { return };
-                cx.set_timer(hb.interval, T_HEARTBEAT);
-                let quiet = !std::mem::take(&mut st.live_mut().rx_since_hb);
-                if st.ws.state() != State::Open || (hb.only_if_idle && !quiet) {
-                    return;
-                }
-                let custom = {
-                    let mut ws = WsCtx {
-                        cx,
-                        st,
-                        reg: &mut self.reg,
-                        out: &mut self.out,
-                    };
-                    self.handler.on_heartbeat(&mut ws)
-                };
-                if !custom {
-                    let _ = st.ws.ping(b"", &mut self.out);
-                    if st.live_mut().pong_timer.is_none() {
-                        st.live_mut().pong_timer = Some(cx.set_timer(hb.timeout, T_PONG));
-                    }
-                }
-                self.after_io(st, cx);
-            }
-            T_PONG if st.live.as_mut().and_then(|l| l.pong_timer.take()).is_some() => {
-                self.fail(
-                    st,
-                    cx,
-                    WsFailure::HeartbeatTimeout,
-                    CloseCode::GOING_AWAY,
-                    "heartbeat timeout",
-                );
-            }
-            T_CLOSE => {
-                st.extra_mut().close_timer = false;
-                st.ws.handle_timeout(now);
-                self.after_io(st, cx);
-            }
-            _ => {}
+        if let HttpConn::Ws(st) = conn
+            && token == T_CLOSE
+        {
+            st.extra_mut().close_timer = false;
+            st.ws.handle_timeout(cx.now());
+            self.after_io(st, cx);
         }
     }
 

@@ -40,6 +40,8 @@ both_drivers!(
     broadcast_compressed_once_for_no_context_takeover,
     streaming_delivers_fragments,
     heartbeat_only_if_idle,
+    heartbeat_many_connections,
+    heartbeat_with_idle_timeout,
     frames_with_the_upgrade_request,
 );
 
@@ -114,11 +116,23 @@ impl WsHandler for TestHandler {
 }
 
 fn start(d: DriverChoice, threads: usize, cfg: WsServerConfig) -> (ServerHandle, SocketAddr, Log) {
+    start_tick(d, threads, cfg, RuntimeConfig::default().deadline_tick)
+}
+
+/// [`start`] with a deadline tick: heartbeats and idle limits run on the connection deadline,
+/// and tests with intervals of tens of milliseconds need a finer grid than the default.
+fn start_tick(
+    d: DriverChoice,
+    threads: usize,
+    cfg: WsServerConfig,
+    deadline_tick: Duration,
+) -> (ServerHandle, SocketAddr, Log) {
     let log: Log = Arc::default();
     let l = log.clone();
     let rt = RuntimeConfig {
         driver: d,
         threads,
+        deadline_tick,
         ..Default::default()
     };
     let mut b = ServerBuilder::new(rt);
@@ -379,13 +393,14 @@ fn heartbeat_closes_silent_peer(d: DriverChoice) {
         timeout: Duration::from_millis(100),
         only_if_idle: false,
     };
-    let (_s, addr, log) = start(
+    let (_s, addr, log) = start_tick(
         d,
         1,
         WsServerConfig {
             heartbeat: Some(hb),
             ..Default::default()
         },
+        Duration::from_millis(5),
     );
     let mut s = raw_upgrade(addr);
     let t0 = Instant::now();
@@ -405,13 +420,14 @@ fn heartbeat_keeps_responsive_peer(d: DriverChoice) {
         timeout: Duration::from_millis(500),
         only_if_idle: false,
     };
-    let (_s, addr, log) = start(
+    let (_s, addr, log) = start_tick(
         d,
         1,
         WsServerConfig {
             heartbeat: Some(hb),
             ..Default::default()
         },
+        Duration::from_millis(5),
     );
     let mut c = client(addr, "/hb");
     // tungstenite answers pings while reading; keep talking for well over the timeout.
@@ -675,13 +691,14 @@ fn heartbeat_only_if_idle(d: DriverChoice) {
         timeout: Duration::from_millis(300),
         only_if_idle: true,
     };
-    let (_s, addr, log) = start(
+    let (_s, addr, log) = start_tick(
         d,
         1,
         WsServerConfig {
             heartbeat: Some(hb),
             ..Default::default()
         },
+        Duration::from_millis(5),
     );
     let mut s = raw_upgrade(addr);
     // Busy for 400 ms (a message every 10 ms, never a pong): no ping is needed, or (after a
@@ -704,6 +721,150 @@ fn heartbeat_only_if_idle(d: DriverChoice) {
             .iter()
             .any(|l| l == "error HeartbeatTimeout")
     });
+}
+
+/// Heartbeats of many connections share one core's deadline array: each connection is pinged
+/// on its own schedule, a peer that answers stays, a silent one is closed (1001) no sooner
+/// than interval + timeout after its open, and neither kind disturbs the other.
+fn heartbeat_many_connections(d: DriverChoice) {
+    const EACH: usize = 16;
+    let hb = Heartbeat {
+        interval: Duration::from_millis(40),
+        timeout: Duration::from_millis(100),
+        only_if_idle: false,
+    };
+    let (_s, addr, log) = start_tick(
+        d,
+        1,
+        WsServerConfig {
+            heartbeat: Some(hb),
+            ..Default::default()
+        },
+        Duration::from_millis(5),
+    );
+    let answering: Vec<_> = (0..EACH)
+        .map(|_| {
+            let mut s = raw_upgrade(addr);
+            std::thread::spawn(move || {
+                // Answer every ping for 600 ms, then prove the connection still echoes.
+                let t0 = Instant::now();
+                let mut pings = 0;
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                while t0.elapsed() < Duration::from_millis(600) {
+                    let mut h = [0u8; 2];
+                    match s.read_exact(&mut h) {
+                        Ok(()) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut
+                                    | std::io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            continue;
+                        }
+                        Err(e) => panic!("answering peer lost its connection: {e}"),
+                    }
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut p = vec![0u8; (h[1] & 0x7f) as usize];
+                    s.read_exact(&mut p).unwrap();
+                    assert_eq!(h[0], 0x89, "only pings before the echo");
+                    pings += 1;
+                    s.write_all(&client_frame(true, 0xA, &p)).unwrap();
+                    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                }
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.write_all(&client_frame(true, 0x1, b"still here"))
+                    .unwrap();
+                loop {
+                    let (op, p) = server_frame(&mut s);
+                    if op == 0x89 {
+                        s.write_all(&client_frame(true, 0xA, &p)).unwrap();
+                        continue;
+                    }
+                    assert_eq!((op, p.as_slice()), (0x81, &b"still here"[..]));
+                    break;
+                }
+                pings
+            })
+        })
+        .collect();
+    let silent: Vec<_> = (0..EACH)
+        .map(|_| {
+            let mut s = raw_upgrade(addr);
+            let t0 = Instant::now();
+            std::thread::spawn(move || (read_until_close(&mut s), t0.elapsed()))
+        })
+        .collect();
+    for t in silent {
+        let (code, after) = t.join().unwrap();
+        assert_eq!(code, 1001);
+        assert!(
+            after >= Duration::from_millis(140),
+            "closed after {after:?}"
+        );
+    }
+    for t in answering {
+        let pings = t.join().unwrap();
+        // Every 40 ms for 600 ms: about 15; a loaded machine may stretch the interval.
+        assert!(pings >= 4, "only {pings} pings in 600 ms");
+    }
+    wait_for("every silent peer logged", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "error HeartbeatTimeout")
+            .count()
+            == EACH
+    });
+}
+
+/// With both, the idle limit and the heartbeat share the connection's deadline: pongs are
+/// input, so a peer that answers pings is never idle; one that sends nothing at all goes at
+/// whichever limit comes first (here the idle one, 1001 with `IdleTimeout`).
+fn heartbeat_with_idle_timeout(d: DriverChoice) {
+    let cfg = || WsServerConfig {
+        heartbeat: Some(Heartbeat {
+            interval: Duration::from_millis(30),
+            timeout: Duration::from_millis(400),
+            only_if_idle: false,
+        }),
+        idle_timeout: Some(Duration::from_millis(120)),
+        ..Default::default()
+    };
+    let (_s, addr, log) = start_tick(d, 1, cfg(), Duration::from_millis(5));
+    // Silent: pinged, but idle for 120 ms long before the 400 ms pong timeout.
+    let mut s = raw_upgrade(addr);
+    let t0 = Instant::now();
+    assert_eq!(read_until_close(&mut s), 1001);
+    let after = t0.elapsed();
+    assert!(
+        after >= Duration::from_millis(120),
+        "closed after {after:?}"
+    );
+    wait_for("idle logged", || {
+        log.lock().unwrap().iter().any(|l| l == "error IdleTimeout")
+    });
+    // Answering pings (and nothing else) for 500 ms: never idle, never timed out.
+    let mut s = raw_upgrade(addr);
+    let t0 = Instant::now();
+    let mut pings = 0;
+    while t0.elapsed() < Duration::from_millis(500) {
+        let (op, p) = server_frame(&mut s);
+        assert_eq!(op, 0x89, "a ping, not a close");
+        pings += 1;
+        s.write_all(&client_frame(true, 0xA, &p)).unwrap();
+    }
+    assert!(pings >= 4, "only {pings} pings in 500 ms");
+    let errors: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("error"))
+        .cloned()
+        .collect();
+    assert_eq!(errors, ["error IdleTimeout"]);
 }
 
 /// Reads one unmasked server frame: (first byte, payload).
