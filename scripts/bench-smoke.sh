@@ -59,4 +59,7 @@ T=(--addr "127.0.0.1:$TPORT" --secs 0.5 --warmup 0.2 --server-pid "$SPID" --tls 
 # perf/idle_memory.py, on both drivers, with its connections spread over two server processes
 # (the path it takes past RLIMIT_NOFILE).
 python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --conns 1500 --procs 2
+# ...and with a heartbeat (its state rides on the connection deadline).
+python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver uring --conns 1500 \
+  --serve-arg=--ws-heartbeat-ms=30000
 echo "bench smoke: all modes OK"
