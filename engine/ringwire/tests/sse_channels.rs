@@ -34,6 +34,7 @@ both_drivers!(
     disconnect_leaves_every_channel,
     slow_sse_reader_is_cut_off,
     serve_broadcast_path_reaches_sse_and_curl,
+    heartbeat_comments_only_on_a_quiet_stream,
 );
 
 /// Commands: "core" (answers the core), "sub:CH", "pub:CH:TEXT" (broadcast to the channel,
@@ -79,6 +80,9 @@ fn start(
     let rt = RuntimeConfig {
         driver: d,
         threads,
+        // SSE heartbeats run on the connection deadline: `/hb`'s 100 ms one needs a finer
+        // grid than the default 100 ms.
+        deadline_tick: Duration::from_millis(5),
         ..Default::default()
     };
     let mut b = ServerBuilder::new(rt);
@@ -90,6 +94,11 @@ fn start(
         })
         .sse("/sse", endpoint())
         .sse("/fixed", SseEndpoint::new("fixed").with_channels(["extra"]))
+        .sse("/hb", {
+            let mut ep = SseEndpoint::new("hb");
+            ep.heartbeat = Some(Duration::from_millis(HB_MS));
+            ep
+        })
         .post("/publish", |r| {
             let (Some(ch), Ok(text)) = (r.query_param("channel"), std::str::from_utf8(r.body()))
             else {
@@ -125,6 +134,9 @@ fn next_text(c: &mut Client) -> String {
         }
     }
 }
+
+/// The heartbeat of the `/hb` stream.
+const HB_MS: u64 = 100;
 
 /// An SSE client on a raw socket.
 struct Sse(BufReader<TcpStream>);
@@ -164,6 +176,17 @@ impl Sse {
             }
         }
     }
+    /// The next non-empty line of the stream, comments included (chunk sizes skipped).
+    fn line(&mut self) -> String {
+        loop {
+            let mut l = String::new();
+            assert!(self.0.read_line(&mut l).unwrap() > 0, "stream ended");
+            let l = l.trim_end_matches(['\r', '\n']);
+            if !l.is_empty() && !l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return l.to_owned();
+            }
+        }
+    }
     /// The next event's data line and id.
     fn data(&mut self) -> (String, Option<u64>) {
         let e = self.event();
@@ -178,6 +201,55 @@ impl Sse {
             .map(|i| i.parse().unwrap());
         (data, id)
     }
+}
+
+/// A quiet stream gets a `: heartbeat` comment every interval, none sooner; a stream with
+/// events more often than that gets none (the heartbeat counts from the last write).
+fn heartbeat_comments_only_on_a_quiet_stream(d: DriverChoice) {
+    let (_s, addr, _app) = start(d, 1, SseConfig::default());
+    let t0 = Instant::now();
+    let mut c = Sse::open(addr, "/hb", "");
+    assert_eq!(c.line(), ": ok");
+    // Quiet: heartbeats, the first no sooner than one interval after the open.
+    let mut beats = Vec::new();
+    while beats.len() < 4 {
+        assert_eq!(c.line(), ": heartbeat");
+        beats.push(t0.elapsed());
+    }
+    assert!(
+        beats[0] >= Duration::from_millis(HB_MS),
+        "first heartbeat after {:?}",
+        beats[0]
+    );
+    for w in beats.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(HB_MS) / 2,
+            "heartbeats {beats:?}"
+        );
+    }
+    // Busy: an event every 10 ms for 600 ms, each read as it comes. A heartbeat could only
+    // come from a stall of a whole interval; allow one.
+    let mut ws = ws_client(addr, "/ws");
+    let mut heartbeats = 0;
+    for i in 0..60 {
+        ws.send(Message::text(format!("pub:hb:e{i}"))).unwrap();
+        loop {
+            let l = c.line();
+            if l == ": heartbeat" {
+                heartbeats += 1;
+                continue;
+            }
+            if l == format!("data: e{i}") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(heartbeats <= 1, "{heartbeats} heartbeats on a busy stream");
+    // Quiet again: the heartbeat comes back.
+    let quiet = Instant::now();
+    assert_eq!(c.line(), ": heartbeat");
+    assert!(quiet.elapsed() >= Duration::from_millis(HB_MS) / 2);
 }
 
 /// Open SSE clients on `target` until both cores hold one (at least `n` clients).

@@ -72,7 +72,6 @@ pub const DEFAULT_HIGH_WATER: usize = 0x4_0000;
 // Connection timer tokens (distinct from the WebSocket plugin's 1..=5).
 const T_HEAD: u64 = 0x4854_0004;
 pub(crate) const T_SSE_TICK: u64 = 0x4854_0002;
-pub(crate) const T_SSE_HEARTBEAT: u64 = 0x4854_0003;
 
 /// CORS settings: every response to a request with `Origin` gets
 /// `Access-Control-Allow-Origin`; preflights are answered 204.
@@ -1295,10 +1294,16 @@ impl Plugin for HttpServer {
     }
 
     /// The keep-alive limit: close a connection quiet that long (408 to a request half in).
+    /// An SSE stream's heartbeat shares the deadline ([`sse::heartbeat`]).
     fn on_deadline(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
         if st.upstream {
             return;
         }
+        let heartbeat = if st.sse.is_some() {
+            sse::heartbeat(self, st, cx)
+        } else {
+            None
+        };
         let idle = self.app.cfg.keep_alive_timeout;
         let now = cx.now();
         let quiet = now.saturating_duration_since(st.last_rx);
@@ -1308,7 +1313,7 @@ impl Plugin for HttpServer {
             } else {
                 idle
             };
-            cx.set_deadline(wait);
+            cx.set_deadline(heartbeat.map_or(wait, |hb| hb.min(wait)));
             return;
         }
         let half_in = st.codec.request_in_progress(cx.unconsumed()) || st.reading.is_some();
@@ -1341,7 +1346,7 @@ impl Plugin for HttpServer {
                 let answer = st.queue.is_empty() && st.reading.is_none();
                 self.time_out(st, cx, answer);
             }
-            T_SSE_TICK | T_SSE_HEARTBEAT => {
+            T_SSE_TICK => {
                 sse::on_timer(self, st, cx, token);
             }
             _ => {}

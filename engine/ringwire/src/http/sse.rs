@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringwire_runtime::{BusMessage, ConnCtx, ConnId, CoreCtx};
 
-use super::{Body, HttpServer, HttpState, Request, Response, T_SSE_HEARTBEAT, T_SSE_TICK};
+use super::{Body, HttpServer, HttpState, Request, Response, T_SSE_TICK};
 use crate::ws::{Broadcast, BroadcastMsg, MessageKind, TAG_BROADCAST, TAG_PUBLISH, Target};
 
 /// The bus tag of the older, SSE-only publications made with [`publication`]:
@@ -164,7 +164,10 @@ pub struct SseEndpoint {
     pub query_channels: usize,
     /// `retry:` sent first, milliseconds.
     pub retry: Option<u32>,
-    /// Send a `:` comment after this long without an event (keeps proxies from timing out).
+    /// Send a `: heartbeat` comment after this long without an event (keeps proxies from
+    /// timing out); after a channel event, between one and two intervals. Kept on the
+    /// connection's deadline, not a timer per stream: up to one
+    /// [`ringwire_runtime::RuntimeConfig::deadline_tick`] late (100 ms by default).
     pub heartbeat: Option<Duration>,
     /// A per-connection periodic event: every interval, the function gets a sequence number
     /// (starting after the client's numeric Last-Event-ID, else 0) and returns the event.
@@ -262,9 +265,33 @@ pub(crate) struct Hub {
     subs: HashMap<Arc<str>, HashMap<ConnId, bool>>,
     /// The last events of each channel: id and bare wire form.
     replay: HashMap<Arc<str>, VecDeque<(u64, Bytes)>>,
+    /// A bit per connection slot: a channel event went to the connection since its last
+    /// heartbeat check (those are queued from the core, without the connection's state).
+    wrote: Vec<u64>,
+}
+
+/// Set the connection's bit in [`Hub::wrote`].
+fn mark_wrote(wrote: &mut Vec<u64>, id: ConnId) {
+    let s = id.slot() as usize;
+    if wrote.len() <= s / 64 {
+        wrote.resize(s / 64 + 1, 0);
+    }
+    wrote[s / 64] |= 1 << (s % 64);
 }
 
 impl Hub {
+    /// Whether a channel event went to the connection since the last call (and clear that).
+    fn take_wrote(&mut self, id: ConnId) -> bool {
+        let s = id.slot() as usize;
+        let Some(w) = self.wrote.get_mut(s / 64) else {
+            return false;
+        };
+        let bit = 1 << (s % 64);
+        let was = *w & bit != 0;
+        *w &= !bit;
+        was
+    }
+
     /// Subscriptions (connection, channel) on this core.
     pub(crate) fn subscriptions(&self) -> usize {
         self.subs.values().map(HashMap::len).sum()
@@ -396,8 +423,12 @@ pub(crate) fn open(
     if let Some((every, _)) = ep.tick.as_ref().filter(|_| tick) {
         cx.set_timer(*every, T_SSE_TICK);
     }
-    if let Some(hb) = ep.heartbeat {
-        cx.set_timer(hb, T_SSE_HEARTBEAT);
+    // The heartbeat rides on the connection's deadline (no timer per stream): make sure the
+    // first check comes within one interval ([`heartbeat`]).
+    if let Some(hb) = ep.heartbeat
+        && cx.deadline().is_none_or(|at| at > cx.now() + hb)
+    {
+        cx.set_deadline(hb);
     }
     st.sse = Some(SseConn {
         channels,
@@ -459,6 +490,8 @@ pub(crate) fn leave(server: &mut HttpServer, st: &HttpState) {
     let Some(s) = st.sse.as_ref().filter(|s| s.registered) else {
         return;
     };
+    // The slot's next connection starts with a clean slate.
+    server.sse_hub.take_wrote(st.id);
     for c in &s.channels {
         if let Some(m) = server.sse_hub.subs.get_mut(c) {
             m.remove(&st.id);
@@ -492,7 +525,6 @@ pub(crate) fn on_timer(
     let is_live = live(st);
     let Some(s) = st.sse.as_mut() else { return };
     let ep = s.ep.clone();
-    let now = cx.now();
     if token == T_SSE_TICK {
         let Some((every, f)) = ep.tick.as_ref().filter(|_| s.tick) else {
             return;
@@ -508,18 +540,34 @@ pub(crate) fn on_timer(
             e.encode(&mut wire);
             write_event(server, st, cx, &wire);
         }
-    } else if token == T_SSE_HEARTBEAT {
-        let Some(hb) = ep.heartbeat else { return };
-        let quiet = now.saturating_duration_since(s.last_tx);
-        if quiet >= hb {
-            cx.set_timer(hb, T_SSE_HEARTBEAT);
-            if is_live {
-                write_event(server, st, cx, b": heartbeat\n\n");
-            }
-        } else {
-            cx.set_timer(hb - quiet, T_SSE_HEARTBEAT);
-        }
     }
+}
+
+/// The connection's deadline fired (the HTTP plugin asks for every SSE stream): write a
+/// `: heartbeat` comment if nothing went out for a whole interval. Returns when to check
+/// again (`None` without a heartbeat). Channel events sent since the last check count as
+/// something written now, so a stream gets its heartbeat between one and two intervals after
+/// its last channel event, and exactly one interval after anything else it wrote.
+pub(crate) fn heartbeat(
+    server: &mut HttpServer,
+    st: &mut HttpState,
+    cx: &mut ConnCtx<'_>,
+) -> Option<Duration> {
+    let is_live = live(st);
+    let s = st.sse.as_mut()?;
+    let hb = s.ep.heartbeat?;
+    let now = cx.now();
+    if server.sse_hub.take_wrote(st.id) {
+        s.last_tx = now;
+    }
+    let quiet = now.saturating_duration_since(s.last_tx);
+    if quiet < hb {
+        return Some(hb - quiet);
+    }
+    if is_live {
+        write_event(server, st, cx, b": heartbeat\n\n");
+    }
+    Some(hb)
 }
 
 /// Publish an event of your own to channel `stream` on every core: its SSE subscribers get
@@ -579,6 +627,7 @@ pub(crate) fn deliver(server: &mut HttpServer, cx: &mut CoreCtx<'_>, m: &Broadca
                 if chunked { &wire.chunked } else { &wire.bare },
                 cfg.max_lag,
             );
+            mark_wrote(&mut server.sse_hub.wrote, id);
         }
     }
     if m.id != 0 {
