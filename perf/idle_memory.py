@@ -61,12 +61,22 @@ WS_HELLO = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnect
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             + bytes([0x81, 0x81, 1, 2, 3, 4, ord("x") ^ 1]))
 WS_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+# A Server-Sent Events subscriber of one channel (`ringwire serve`'s /events: with a channel it
+# sends no clock tick, only the 15 s heartbeat).
+SSE_HELLO = b"GET /events?channel=idle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+HELLO = {"tcp": b"x", "ws": WS_HELLO, "sse": SSE_HELLO}
 
 
 def echoed(proto, got):
-    """Whether `got` holds the whole answer: the echoed byte, or the 101 and the echoed frame."""
+    """Whether `got` holds the whole answer: the echoed byte, the 101 and the echoed frame, or
+    the SSE head and the stream's first bytes."""
     if proto == "tcp":
         return len(got) >= 1
+    if proto == "sse":
+        if got.startswith(b"HTTP/1.1 ") and not got.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"subscription refused: {got[:200]!r}")
+        # The head, then the stream's first bytes (`: ok`, chunk-framed).
+        return b": ok" in got.partition(b"\r\n\r\n")[2]
     head, sep, rest = got.partition(b"\r\n\r\n")
     if not sep:
         return False
@@ -86,7 +96,7 @@ def open_conns(port, n, proto, first=0):
         s.bind((f"127.0.0.{1 + i % 8}", 0))
         s.connect(("127.0.0.1", port))
         # At once: the server's handshake limit runs from the accept.
-        s.sendall(b"x" if proto == "tcp" else WS_HELLO)
+        s.sendall(HELLO[proto])
         s.setblocking(False)
         conns.append(s)
     # One message each, echoed back: the server has accepted and serviced every connection.
@@ -225,8 +235,9 @@ def main():
     ap.add_argument("--bin", default="target/release/ringwire")
     ap.add_argument("--driver", action="append", default=[])
     ap.add_argument("--conns", type=int, nargs="+", default=[10000])
-    ap.add_argument("--proto", choices=["ws", "tcp"], default="ws",
-                    help="WebSocket connections (default) or raw TCP echo connections")
+    ap.add_argument("--proto", choices=["ws", "tcp", "sse"], default="ws",
+                    help="WebSocket connections (default), raw TCP echo connections, or Server-Sent "
+                         "Events subscribers of one channel")
     ap.add_argument("--procs", type=int, default=0,
                     help="server processes sharing the ports (default: as few as keep each "
                          "below RLIMIT_NOFILE)")

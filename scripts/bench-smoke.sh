@@ -62,4 +62,6 @@ python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --conns 150
 # ...and with a heartbeat (its state rides on the connection deadline).
 python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver uring --conns 1500 \
   --serve-arg=--ws-heartbeat-ms=30000
+# ...and Server-Sent Events subscribers.
+python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver epoll --proto sse --conns 1500
 echo "bench smoke: all modes OK"

@@ -652,3 +652,36 @@ fn external_body_bytes_dropped_for_head_refused_for_chunked() {
         "chunks need framing"
     );
 }
+
+/// Releasing the buffers of a connection in the middle of a long response changes nothing:
+/// the response goes on, and the next request parses as before. With an event still queued,
+/// the scratch it borrows from is kept.
+#[test]
+fn release_buffers_keeps_state() {
+    let mut c = ServerConn::default();
+    c.handle_read(b"GET /a HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n")
+        .unwrap();
+    c.release_buffers(); // the request event is still queued: nothing is released
+    match c.poll_event() {
+        Some(Event::Request(r)) => {
+            // The path is borrowed from the scratch copy of the head.
+            assert_eq!(r.path, "/a");
+        }
+        _ => panic!("no request"),
+    }
+    while c.poll_event().is_some() {}
+    let mut out = Vec::new();
+    c.write_response_head(StatusCode::OK, &[], BodyLen::Chunked, now(), &mut out)
+        .unwrap();
+    c.release_buffers();
+    c.write_body_chunk(b"data: x\n\n", &mut out).unwrap();
+    c.finish_response(&mut out).unwrap();
+    assert!(
+        text(&out).ends_with("9\r\ndata: x\n\n\r\n0\r\n\r\n"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(c.outstanding(), 0);
+    assert_eq!(feed(&mut c, b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"), (28, 1));
+    assert_eq!(c.outstanding(), 1);
+}
