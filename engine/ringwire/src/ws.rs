@@ -1006,8 +1006,6 @@ impl<H: WsHandler> WsServer<H> {
         consumed
     }
 
-    /// The idle timeout's deadline passed: fail the connection if it has been quiet that
-    /// long, else move the deadline to when it will have been.
     /// Set the connection's deadline for the earliest of its next heartbeat, its outstanding
     /// ping's timeout and its idle limit. Input moves the idle limit without touching the
     /// deadline: a deadline that comes too early finds nothing due and is set again.
