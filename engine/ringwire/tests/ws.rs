@@ -145,6 +145,16 @@ fn start_tick(
     (s, a, log)
 }
 
+/// One core with this heartbeat, on a 5 ms deadline tick (the heartbeat rides on the
+/// connection deadline; the tests' intervals are tens of milliseconds).
+fn start_heartbeat(d: DriverChoice, hb: Heartbeat) -> (ServerHandle, SocketAddr, Log) {
+    let cfg = WsServerConfig {
+        heartbeat: Some(hb),
+        ..Default::default()
+    };
+    start_tick(d, 1, cfg, Duration::from_millis(5))
+}
+
 type Client = tungstenite::WebSocket<common::Retry>;
 
 fn client(addr: SocketAddr, path: &str) -> Client {
@@ -393,15 +403,7 @@ fn heartbeat_closes_silent_peer(d: DriverChoice) {
         timeout: Duration::from_millis(100),
         only_if_idle: false,
     };
-    let (_s, addr, log) = start_tick(
-        d,
-        1,
-        WsServerConfig {
-            heartbeat: Some(hb),
-            ..Default::default()
-        },
-        Duration::from_millis(5),
-    );
+    let (_s, addr, log) = start_heartbeat(d, hb);
     let mut s = raw_upgrade(addr);
     let t0 = Instant::now();
     assert_eq!(read_until_close(&mut s), 1001);
@@ -420,15 +422,7 @@ fn heartbeat_keeps_responsive_peer(d: DriverChoice) {
         timeout: Duration::from_millis(500),
         only_if_idle: false,
     };
-    let (_s, addr, log) = start_tick(
-        d,
-        1,
-        WsServerConfig {
-            heartbeat: Some(hb),
-            ..Default::default()
-        },
-        Duration::from_millis(5),
-    );
+    let (_s, addr, log) = start_heartbeat(d, hb);
     let mut c = client(addr, "/hb");
     // tungstenite answers pings while reading; keep talking for well over the timeout.
     for i in 0..30 {
@@ -691,15 +685,7 @@ fn heartbeat_only_if_idle(d: DriverChoice) {
         timeout: Duration::from_millis(300),
         only_if_idle: true,
     };
-    let (_s, addr, log) = start_tick(
-        d,
-        1,
-        WsServerConfig {
-            heartbeat: Some(hb),
-            ..Default::default()
-        },
-        Duration::from_millis(5),
-    );
+    let (_s, addr, log) = start_heartbeat(d, hb);
     let mut s = raw_upgrade(addr);
     // Busy for 400 ms (a message every 10 ms, never a pong): no ping is needed, or (after a
     // scheduling stall) the data itself answers it; nothing closes.
@@ -733,15 +719,7 @@ fn heartbeat_many_connections(d: DriverChoice) {
         timeout: Duration::from_millis(100),
         only_if_idle: false,
     };
-    let (_s, addr, log) = start_tick(
-        d,
-        1,
-        WsServerConfig {
-            heartbeat: Some(hb),
-            ..Default::default()
-        },
-        Duration::from_millis(5),
-    );
+    let (_s, addr, log) = start_heartbeat(d, hb);
     let answering: Vec<_> = (0..EACH)
         .map(|_| {
             let mut s = raw_upgrade(addr);
