@@ -18,7 +18,10 @@ pub struct Probe {
     pub reason: String,
 }
 
-/// Probe io_uring: ring setup, the opcodes the driver uses, and provided-buffer rings.
+/// Probe io_uring: ring setup, the opcodes the driver uses, and provided-buffer rings. The
+/// probe runs once per process, on a short-lived thread of its own (a ring's teardown would
+/// otherwise interrupt a blocking call of the caller's thread with EINTR); later calls return
+/// its first answer.
 pub fn probe_uring() -> Probe {
     uring::probe()
 }

@@ -55,6 +55,31 @@ const MAX_IOV: usize = 64;
 
 /// Probe io_uring the way the driver will use it.
 pub(crate) fn probe() -> super::Probe {
+    static PROBED: std::sync::OnceLock<super::Probe> = std::sync::OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            // On a thread of its own: the kernel ties a ring to the task that set it up, and
+            // tearing the probe's ring down later queues work on that task with TWA_SIGNAL,
+            // which makes whatever blocking call the caller's thread is in at that moment
+            // (a read with a timeout, say) fail with EINTR. The helper thread takes that.
+            std::thread::Builder::new()
+                .name("ringwire-probe".into())
+                .spawn(probe_here)
+                .map_err(|e| format!("could not start the probe thread: {e}"))
+                .and_then(|t| {
+                    t.join()
+                        .map_err(|_| "the probe thread panicked".to_string())
+                })
+                .unwrap_or_else(|reason| super::Probe {
+                    usable: false,
+                    reason,
+                })
+        })
+        .clone()
+}
+
+/// The probe proper, on the calling thread.
+fn probe_here() -> super::Probe {
     let bad = |reason: String| super::Probe {
         usable: false,
         reason,
