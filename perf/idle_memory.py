@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """User-space bytes per idle connection on `ringwire serve`: WebSocket connections on its
-HTTP/WebSocket listener (`--proto ws`, the default) or raw connections on its TCP echo
-listener (`--proto tcp`).
+HTTP/WebSocket listener (`--proto ws`, the default), raw connections on its TCP echo
+listener (`--proto tcp`), Server-Sent Events subscribers (`--proto sse`) or keep-alive HTTP/1.1
+connections between requests (`--proto http`: one GET answered, then idle).
 
 Starts the server (one thread), reads its RSS, opens N connections that each echo one message
 (WebSocket: the handshake, then one masked one-byte text message echoed back; TCP: one byte),
@@ -17,8 +18,9 @@ processes. `--procs K` forces K server processes.
 
     python3 perf/idle_memory.py --bin target/release/ringwire --driver uring --conns 10000 50000 100000
     python3 perf/idle_memory.py --proto tcp --conns 10000
+    python3 perf/idle_memory.py --proto http --peer nginx --conns 10000   # the system's nginx
 """
-import argparse, json, math, multiprocessing, os, resource, selectors, socket, subprocess, sys, time
+import argparse, json, math, multiprocessing, os, resource, selectors, shutil, socket, subprocess, sys, tempfile, time
 
 
 def rss_kib(pid):
@@ -64,7 +66,10 @@ WS_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 # A Server-Sent Events subscriber of one channel (`ringwire serve`'s /events: with a channel it
 # sends no clock tick, only the 15 s heartbeat).
 SSE_HELLO = b"GET /events?channel=idle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-HELLO = {"tcp": b"x", "ws": WS_HELLO, "sse": SSE_HELLO}
+# A keep-alive HTTP/1.1 client after its first request (`ringwire serve`'s built-in client
+# library, a 200 with Content-Length), waiting for its next one.
+HTTP_HELLO = b"GET /ringwire.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+HELLO = {"tcp": b"x", "ws": WS_HELLO, "sse": SSE_HELLO, "http": HTTP_HELLO}
 
 
 def echoed(proto, got):
@@ -72,6 +77,17 @@ def echoed(proto, got):
     the SSE head and the stream's first bytes."""
     if proto == "tcp":
         return len(got) >= 1
+    if proto == "http":
+        head, sep, body = got.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"request refused: {head[:200]!r}")
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                return len(body) >= int(value)
+        raise RuntimeError(f"no Content-Length: {head[:200]!r}")
     if proto == "sse":
         if got.startswith(b"HTTP/1.1 ") and not got.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"subscription refused: {got[:200]!r}")
@@ -179,12 +195,80 @@ def close_workers(workers):
         p.join(timeout=30)
 
 
-def measure(binary, driver, n, proto, procs, per_process, serve_args=()):
-    """RSS growth of `procs` server processes sharing the ports while `n` connections open."""
+NGINX_CONF = """worker_processes 1;
+worker_rlimit_nofile {nofile};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections {conns}; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    types {{ text/javascript js; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {dir}/www;
+    }}
+}}
+"""
+
+
+def start_nginx(http, conns, workdir):
+    """nginx from the system (one worker, its defaults otherwise: keep-alive 75 s) serving a
+    /ringwire.js of the same size as `ringwire serve`'s; returns the master and the worker pid."""
+    os.chmod(workdir, 0o755)  # the worker runs as nobody when started as root
+    os.makedirs(f"{workdir}/www")
+    with open(f"{workdir}/www/ringwire.js", "wb") as f:
+        f.write(b"/* stand-in */\n" * 330)
+    with open(f"{workdir}/nginx.conf", "w") as f:
+        f.write(NGINX_CONF.format(dir=workdir, port=http, conns=conns, nofile=conns + 100))
+    master = subprocess.Popen(["nginx", "-c", f"{workdir}/nginx.conf"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == master.pid:
+                            kids.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        if kids:
+            try:
+                socket.create_connection(("127.0.0.1", http), timeout=1).close()
+                return master, kids[0]
+            except OSError:
+                pass
+        time.sleep(0.1)
+    master.kill()
+    raise RuntimeError("nginx did not start")
+
+
+class Pid:
+    """A process measured by pid (the nginx worker)."""
+    def __init__(self, pid):
+        self.pid = pid
+
+
+def measure(binary, driver, n, proto, procs, per_process, serve_args=(), peer=None):
+    """RSS growth of `procs` server processes sharing the ports while `n` connections open
+    (with `peer`: of that server's worker process instead)."""
     port, http = free_port(), free_port()
     servers = []
+    masters = []
     try:
-        for _ in range(procs):
+        if peer == "nginx":
+            workdir = tempfile.mkdtemp(prefix="ringwire-idle-nginx-")
+            master, worker = start_nginx(http, n + 1000 * procs + 100, workdir)
+            masters.append(master)
+            servers.append(Pid(worker))
+        for _ in range(procs if peer is None else 0):
             servers.append(subprocess.Popen(
                 [binary, "serve", "--threads", "1", "--driver", driver,
                  "--tcp-echo", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{http}",
@@ -210,6 +294,7 @@ def measure(binary, driver, n, proto, procs, per_process, serve_args=()):
         rss1 = sum(rss_kib(s.pid) for s in servers)
         mem1, slab1 = sockstat_pages(), slab_kib()
         res = {
+            "server": peer or "ringwire",
             "driver": driver, "proto": proto, "conns": n, "server_procs": procs,
             "serve_args": list(serve_args),
             "rss_before_kib": rss0, "rss_after_kib": rss1,
@@ -221,6 +306,12 @@ def measure(binary, driver, n, proto, procs, per_process, serve_args=()):
         close_workers(warm)
         return res
     finally:
+        for m in masters:
+            m.terminate()
+            m.wait(timeout=20)
+        if masters:
+            shutil.rmtree(workdir, ignore_errors=True)
+        servers = [s for s in servers if isinstance(s, subprocess.Popen)]
         for srv in servers:
             srv.terminate()
         for srv in servers:
@@ -235,17 +326,23 @@ def main():
     ap.add_argument("--bin", default="target/release/ringwire")
     ap.add_argument("--driver", action="append", default=[])
     ap.add_argument("--conns", type=int, nargs="+", default=[10000])
-    ap.add_argument("--proto", choices=["ws", "tcp", "sse"], default="ws",
-                    help="WebSocket connections (default), raw TCP echo connections, or Server-Sent "
-                         "Events subscribers of one channel")
+    ap.add_argument("--proto", choices=["ws", "tcp", "sse", "http"], default="ws",
+                    help="WebSocket connections (default), raw TCP echo connections, Server-Sent "
+                         "Events subscribers of one channel, or keep-alive HTTP/1.1 connections "
+                         "after one request")
     ap.add_argument("--procs", type=int, default=0,
                     help="server processes sharing the ports (default: as few as keep each "
                          "below RLIMIT_NOFILE)")
     ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                     help="an extra argument for `ringwire serve` (repeat it), e.g. "
                          "--serve-arg=--ws-heartbeat-ms=30000")
+    ap.add_argument("--peer", choices=["nginx"],
+                    help="measure this server from the system instead of ringwire (with "
+                         "--proto http: nginx, one worker process)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.peer and a.proto != "http":
+        sys.exit("--peer needs --proto http")
     # Every process (servers, client workers) gets the hard limit; each holds at most
     # `per_process` connections, leaving room for its other descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -256,15 +353,17 @@ def main():
     if per_process < 2000:
         sys.exit(f"the hard limit of file descriptors is {hard}: too low")
     out = []
-    for d in a.driver or ["uring", "epoll"]:
+    for d in (a.driver or ["uring", "epoll"]) if not a.peer else ["-"]:
         for n in a.conns:
             procs = a.procs or math.ceil((n + 1000) / per_process)
             if (n + 1000 * procs) / procs > per_process:
                 sys.exit(f"{procs} server processes cannot hold {n} connections below {limit} descriptors each")
-            r = measure(a.bin, d, n, a.proto, procs, per_process, a.serve_arg)
+            if a.peer:
+                procs = 1
+            r = measure(a.bin, d, n, a.proto, procs, per_process, a.serve_arg, a.peer)
             out.append(r)
             if not a.json:
-                print(f"driver={d:5} proto={a.proto} conns={n:6} server-procs={procs}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
+                print(f"server={r['server']} driver={d:5} proto={a.proto} conns={n:6} server-procs={procs}  user-space {r['user_bytes_per_conn']:7.1f} B/conn  "
                       f"(RSS {r['rss_before_kib']} -> {r['rss_after_kib']} KiB)  "
                       f"kernel: TCP buffers {r['kernel_tcp_mem_bytes_per_conn']:.0f} B/conn, "
                       f"slab {r['kernel_slab_bytes_per_conn_both_ends']:.0f} B/conn (both ends, whole machine)"

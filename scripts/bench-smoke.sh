@@ -64,4 +64,6 @@ python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver ur
   --serve-arg=--ws-heartbeat-ms=30000
 # ...and Server-Sent Events subscribers.
 python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver epoll --proto sse --conns 1500
+# ...and keep-alive HTTP/1.1 connections between requests.
+python3 "$ROOT/perf/idle_memory.py" --bin "$TARGET/release/ringwire" --driver uring --proto http --conns 1500
 echo "bench smoke: all modes OK"

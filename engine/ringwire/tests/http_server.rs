@@ -27,6 +27,7 @@ macro_rules! both_drivers {
 
 both_drivers!(
     keep_alive_and_pipelining_in_order,
+    keep_alive_requests_after_idle_gaps,
     pipelining_past_the_codec_depth,
     chunked_upload_streamed_to_handler,
     whole_body_and_content_length_upload,
@@ -280,6 +281,57 @@ fn keep_alive_and_pipelining_in_order(d: DriverChoice) {
     let r = read_resp(&mut c, false);
     assert_eq!((r.status, r.text()), (200, "hello 2"));
     assert_eq!(r.header("connection"), Some("close"));
+    assert_closed(&mut c);
+}
+
+/// Between requests a keep-alive connection gives back what parsing and answering used: the
+/// next requests, whole, split anywhere, with many fields, with a body that comes later, or
+/// answered with a stream, are served as on a fresh connection.
+fn keep_alive_requests_after_idle_gaps(d: DriverChoice) {
+    let (_s, addr) = start(d);
+    let mut c = connect(addr);
+    let pause = || std::thread::sleep(Duration::from_millis(5));
+    for i in 0..3 {
+        send(
+            &mut c,
+            format!("GET /hello?n={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(read_resp(&mut c, false).text(), format!("hello {i}"));
+        pause();
+        // A head of 40 fields (more than any buffer's first capacity), in three pieces.
+        let mut head = format!("GET /hello?n=f{i} HTTP/1.1\r\nHost: x\r\n");
+        for k in 0..40 {
+            head.push_str(&format!("X-Field-{k}: {}\r\n", "v".repeat(k + 1)));
+        }
+        head.push_str("\r\n");
+        let (a, rest) = head.split_at(10);
+        let (b, tail) = rest.split_at(rest.len() / 2);
+        for piece in [a, b, tail] {
+            send(&mut c, piece.as_bytes());
+            pause();
+        }
+        assert_eq!(read_resp(&mut c, false).text(), format!("hello f{i}"));
+        // A body that comes after its head, in two pieces.
+        send(
+            &mut c,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+        );
+        pause();
+        send(&mut c, b"ab");
+        pause();
+        send(&mut c, b"cde");
+        let r = read_resp(&mut c, false);
+        assert_eq!((r.status, r.text()), (200, "abcde"));
+        // A streamed (chunked) answer, then a request right behind another one's answer.
+        send(&mut c, b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(read_resp(&mut c, false).text(), "3\n2\n1\n");
+        pause();
+    }
+    send(
+        &mut c,
+        b"GET /hello?n=end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(read_resp(&mut c, false).text(), "hello end");
     assert_closed(&mut c);
 }
 

@@ -45,7 +45,7 @@ pub mod log;
 pub mod sse;
 pub mod upload;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -619,7 +619,9 @@ struct Outgoing {
 /// The per-connection HTTP state.
 pub struct HttpState {
     codec: ServerConn,
-    reading: Option<Reading>,
+    /// The request being read (boxed: a keep-alive connection spends most of its life between
+    /// requests).
+    reading: Option<Box<Reading>>,
     queue: VecDeque<Outgoing>,
     failed: Option<HttpError>,
     read_closed: bool,
@@ -627,8 +629,8 @@ pub struct HttpState {
     /// When the partial request head now buffered began arriving.
     head_since: Option<Instant>,
     id: ConnId,
-    peer: SocketAddr,
-    pub(crate) sse: Option<sse::SseConn>,
+    /// The Server-Sent Events stream this connection carries, if any.
+    pub(crate) sse: Option<Box<sse::SseConn>>,
     /// An upstream connection of a forwarded request, not a client.
     upstream: bool,
     fwd: forward::ForwardClient,
@@ -664,7 +666,8 @@ pub struct HttpServer {
     files: files::FileCache,
     /// SSE subscribers and replay buffers of this core.
     sse_hub: sse::Hub,
-    conns: HashSet<ConnId>,
+    /// Client connections with an HTTP state (not the upstreams of forwarded requests).
+    conns: usize,
     log: Option<log::ConnLog>,
     /// Forwarded requests of this core.
     fwd: forward::Table,
@@ -688,7 +691,7 @@ impl HttpServer {
             fbuf: Vec::new(),
             files,
             sse_hub: sse::Hub::default(),
-            conns: HashSet::new(),
+            conns: 0,
             fwd: forward::Table::default(),
         }
     }
@@ -706,7 +709,7 @@ impl HttpServer {
 
     /// Connections with an HTTP state on this core.
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conns
     }
 
     /// SSE channel subscriptions (one per connection and channel) on this core.
@@ -723,7 +726,7 @@ impl HttpServer {
     pub fn new_conn(&mut self, cx: &mut ConnCtx<'_>) -> HttpState {
         cx.set_deadline(self.app.cfg.keep_alive_timeout);
         let id = cx.id();
-        self.conns.insert(id);
+        self.conns += 1;
         let mut codec = ServerConn::new(self.app.cfg.limits);
         for (path, limit) in &self.app.body_limits {
             codec.set_body_limit_for(path, *limit);
@@ -737,7 +740,6 @@ impl HttpServer {
             last_rx: cx.now(),
             head_since: None,
             id,
-            peer: cx.peer_addr(),
             sse: None,
             upstream: false,
             fwd: forward::ForwardClient::default(),
@@ -833,7 +835,7 @@ impl HttpServer {
         Action::Respond(Response::error(404))
     }
 
-    fn on_body(reading: &mut Option<Reading>, chunk: &[u8]) {
+    fn on_body(reading: &mut Option<Box<Reading>>, chunk: &[u8]) {
         if let Some(r) = reading.as_mut() {
             match &mut r.action {
                 Action::Whole(_) => r.req.body.extend_from_slice(chunk),
@@ -852,9 +854,10 @@ impl HttpServer {
     }
 
     fn on_body_end(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
-        let Some(Reading { req, action }) = st.reading.take() else {
+        let Some(reading) = st.reading.take() else {
             return;
         };
+        let Reading { req, action } = *reading;
         let resp = match action {
             Action::Respond(r) => r,
             // Handlers may broadcast (`ws::publish_here`): sent from this core when they return.
@@ -921,6 +924,9 @@ impl HttpServer {
                 if o.head && !matches!(o.resp.body, Body::Sse(_)) {
                     o.resp.body = Body::Empty;
                 }
+                // The head is out: a long body or a held-open stream does not need its fields.
+                o.resp.headers = Vec::new();
+                o.origin = None;
             }
             let done = match &mut o.resp.body {
                 Body::Empty => true,
@@ -1090,10 +1096,11 @@ impl HttpServer {
                         if let Some(l) = self.log.as_mut() {
                             let http10 = head.version == ringwire_http1::Version::Http10;
                             let m = head.method.as_str();
-                            l.request(cx, st.peer, st.id, m, head.path, head.query, http10);
+                            let peer = cx.peer_addr();
+                            l.request(cx, peer, st.id, m, head.path, head.query, http10);
                         }
                         let body = head.body;
-                        self.on_request(&mut st.reading, st.peer, &head, cx.now());
+                        self.on_request(&mut st.reading, cx.peer_addr(), &head, cx.now());
                         if let Some(r) = st.reading.as_mut()
                             && let Action::Forward(rule) = r.action
                         {
@@ -1137,7 +1144,9 @@ impl HttpServer {
             }
             self.pump(st, cx);
             if n == 0 || consumed >= data.len() || st.failed.is_some() || cx.is_closing() {
-                self.watch_head(st, cx, consumed < data.len());
+                let leftover = consumed < data.len();
+                self.watch_head(st, cx, leftover);
+                Self::release_if_idle(st, leftover);
                 return consumed;
             }
         }
@@ -1158,6 +1167,18 @@ impl HttpServer {
         cx.close();
     }
 
+    /// Between requests a keep-alive connection keeps no buffers: what parsing the last
+    /// request and queueing its answer used (about 1 KB) goes back to the allocator, and the
+    /// next request takes it again. `leftover`: bytes of a next request are already here.
+    fn release_if_idle(st: &mut HttpState, leftover: bool) {
+        if !leftover && st.reading.is_none() && st.queue.is_empty() {
+            st.codec.release_buffers();
+            if st.queue.capacity() > 0 {
+                st.queue = VecDeque::new();
+            }
+        }
+    }
+
     /// Start or stop the head deadline: a partial head is buffered when bytes are left over
     /// while no request is being read and no response waits.
     fn watch_head(&self, st: &mut HttpState, cx: &mut ConnCtx<'_>, leftover: bool) {
@@ -1174,7 +1195,7 @@ impl HttpServer {
 
     fn on_request(
         &mut self,
-        slot: &mut Option<Reading>,
+        slot: &mut Option<Box<Reading>>,
         peer: SocketAddr,
         head: &ringwire_http1::RequestHead<'_>,
         now: Instant,
@@ -1209,7 +1230,7 @@ impl HttpServer {
             Some(Upgrade::Connect) => Action::Respond(Response::error(405)),
             _ => self.route(&req, now),
         };
-        *slot = Some(Reading { req, action });
+        *slot = Some(Box::new(Reading { req, action }));
     }
 }
 
@@ -1239,7 +1260,7 @@ impl Plugin for HttpServer {
             // The forwarding keeps its own timers on an upstream.
             cx.clear_deadline();
             st.upstream = true;
-            self.conns.remove(&st.id);
+            self.conns -= 1;
             return Some(st);
         }
         Some(self.new_conn(cx))
@@ -1285,6 +1306,7 @@ impl Plugin for HttpServer {
                 // again now that responses finished.
                 cx.resume_reading();
             }
+            Self::release_if_idle(st, cx.unconsumed() > 0);
         }
         if !st.fwd.ups.is_empty() {
             let ups = std::mem::take(&mut st.fwd.ups);
@@ -1358,7 +1380,7 @@ impl Plugin for HttpServer {
             return self.forward_up_closed(cx, st.id);
         }
         self.forward_client_closed(cx, &st.fwd.ups);
-        self.conns.remove(&st.id);
+        self.conns = self.conns.saturating_sub(1);
         sse::leave(self, &st);
     }
 

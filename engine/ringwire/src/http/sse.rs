@@ -430,7 +430,7 @@ pub(crate) fn open(
     {
         cx.set_deadline(hb);
     }
-    st.sse = Some(SseConn {
+    st.sse = Some(Box::new(SseConn {
         channels,
         ep,
         seq,
@@ -439,7 +439,7 @@ pub(crate) fn open(
         last_tx: cx.now(),
         chunked: !req.is_http10(),
         registered: false,
-    });
+    }));
     Response {
         status: 200,
         headers: vec![
