@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::chunked::{ChunkDecoder, Decoded};
@@ -202,6 +203,58 @@ enum Resp {
     },
 }
 
+/// A [`Config`] and per-path body limits that the connections of a server share: one
+/// allocation for all of them ([`ServerConn::with_settings`]), not a copy in each.
+#[derive(Clone, Debug)]
+pub struct ServerSettings(Arc<SettingsInner>);
+
+#[derive(Clone, Debug)]
+struct SettingsInner {
+    cfg: Config,
+    /// Paths whose requests may carry more (or less) body than `max_body`.
+    body_limits: Vec<(Box<str>, u64)>,
+}
+
+impl ServerSettings {
+    /// These limits (clamped as [`ServerConn::new`] does) and no per-path body limits.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self(Arc::new(SettingsInner {
+            cfg: config.normalized(),
+            body_limits: Vec::new(),
+        }))
+    }
+
+    /// Requests for exactly `path` (the query aside) may carry up to `limit` body bytes
+    /// instead of [`Config::max_body`] (an upload route); 413 past it.
+    #[must_use]
+    pub fn with_body_limit(mut self, path: &str, limit: u64) -> Self {
+        self.set_body_limit(path, limit);
+        self
+    }
+
+    fn set_body_limit(&mut self, path: &str, limit: u64) {
+        // Connections that already share these settings keep theirs.
+        let inner = Arc::make_mut(&mut self.0);
+        inner.body_limits.retain(|(p, _)| &**p != path);
+        inner.body_limits.push((path.into(), limit));
+    }
+
+    /// The configuration in force (after clamping).
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.0.cfg
+    }
+
+    fn body_limit(&self, path: &str) -> u64 {
+        self.0
+            .body_limits
+            .iter()
+            .find(|(p, _)| &**p == path)
+            .map_or(self.0.cfg.max_body, |(_, l)| *l)
+    }
+}
+
 /// The sans-IO HTTP/1.1 server side of one connection.
 ///
 /// Reader states (RFC 9112 §6.3 framing, §9.3 persistence):
@@ -220,7 +273,7 @@ enum Resp {
 /// Writer: one response at a time, for the oldest unanswered request:
 /// `write_response_head` → `write_body_chunk`* → `finish_response`.
 pub struct ServerConn {
-    cfg: Config,
+    settings: ServerSettings,
     read: Read,
     scan: LineScan,
     /// Sequence number of the request being read (its head was emitted).
@@ -236,8 +289,6 @@ pub struct ServerConn {
     resp: Resp,
     close_now: bool,
     date: DateCache,
-    /// Paths whose requests may carry more (or less) body than `max_body`.
-    body_limits: Vec<(Box<str>, u64)>,
     /// The body limit of the request being read.
     cur_max_body: u64,
 }
@@ -266,8 +317,14 @@ impl ServerConn {
     /// A connection that has seen no bytes.
     #[must_use]
     pub fn new(config: Config) -> Self {
+        Self::with_settings(&ServerSettings::new(config))
+    }
+
+    /// A connection that has seen no bytes, with settings shared with other connections.
+    #[must_use]
+    pub fn with_settings(settings: &ServerSettings) -> Self {
         Self {
-            cfg: config.normalized(),
+            settings: settings.clone(),
             read: Read::Head,
             scan: LineScan::default(),
             cur_seq: 0,
@@ -281,22 +338,21 @@ impl ServerConn {
             resp: Resp::Idle,
             close_now: false,
             date: DateCache::new(),
-            body_limits: Vec::new(),
-            cur_max_body: config.max_body,
+            cur_max_body: settings.config().max_body,
         }
     }
 
     /// Requests for exactly `path` (the query aside) may carry up to `limit` body bytes
-    /// instead of [`Config::max_body`] (an upload route); 413 past it.
+    /// instead of [`Config::max_body`] (an upload route); 413 past it. For this connection
+    /// only: settings shared with others are copied first.
     pub fn set_body_limit_for(&mut self, path: &str, limit: u64) {
-        self.body_limits.retain(|(p, _)| &**p != path);
-        self.body_limits.push((path.into(), limit));
+        self.settings.set_body_limit(path, limit);
     }
 
     /// The configuration in force (after clamping).
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.cfg
+        self.settings.config()
     }
 
     // ----- reading ---------------------------------------------------------
@@ -453,7 +509,8 @@ impl ServerConn {
                 if buf.is_empty() {
                     return Ok(None);
                 }
-                let (n, got) = dec.decode(buf, self.cfg.max_chunk_line, self.cur_max_body)?;
+                let (n, got) =
+                    dec.decode(buf, self.settings.0.cfg.max_chunk_line, self.cur_max_body)?;
                 self.read = Read::Chunked(dec);
                 match got {
                     Decoded::Nothing => {}
@@ -470,7 +527,7 @@ impl ServerConn {
     }
 
     fn step_head(&mut self, buf: &[u8]) -> Result<Option<usize>, HttpError> {
-        if self.pending.len() >= self.cfg.max_pipeline {
+        if self.pending.len() >= self.settings.0.cfg.max_pipeline {
             return Ok(None);
         }
         if self.scan == LineScan::default() {
@@ -486,16 +543,16 @@ impl ServerConn {
                         Some(_) => Err(HttpError::InvalidRequestLine),
                     };
                 }
-                Some(b'\n') if self.cfg.bare_lf == BareLf::Accept => return Ok(Some(1)),
+                Some(b'\n') if self.settings.0.cfg.bare_lf == BareLf::Accept => return Ok(Some(1)),
                 Some(b'\n') => return Err(HttpError::BareLf),
                 Some(_) => {}
             }
         }
         let lim = ScanLimits {
-            max_first_line: self.cfg.max_request_line,
-            max_bytes: self.cfg.max_head_bytes,
-            max_fields: self.cfg.max_headers,
-            bare_lf: self.cfg.bare_lf == BareLf::Accept,
+            max_first_line: self.settings.0.cfg.max_request_line,
+            max_bytes: self.settings.0.cfg.max_head_bytes,
+            max_fields: self.settings.0.cfg.max_headers,
+            bare_lf: self.settings.0.cfg.bare_lf == BareLf::Accept,
         };
         let Some(end) = scan::scan(buf, &mut self.scan, Section::Head, &lim)? else {
             return Ok(None);
@@ -508,9 +565,9 @@ impl ServerConn {
     fn step_trailers(&mut self, buf: &[u8]) -> Result<Option<usize>, HttpError> {
         let lim = ScanLimits {
             max_first_line: 0,
-            max_bytes: self.cfg.max_trailer_bytes,
-            max_fields: self.cfg.max_headers,
-            bare_lf: self.cfg.bare_lf == BareLf::Accept,
+            max_bytes: self.settings.0.cfg.max_trailer_bytes,
+            max_fields: self.settings.0.cfg.max_headers,
+            bare_lf: self.settings.0.cfg.bare_lf == BareLf::Accept,
         };
         let Some(end) = scan::scan(buf, &mut self.scan, Section::Trailers, &lim)? else {
             return Ok(None);
@@ -589,7 +646,9 @@ impl ServerConn {
     fn parse_head(&mut self, head: &[u8]) -> Result<(), HttpError> {
         let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_CAP] =
             [const { MaybeUninit::uninit() }; MAX_HEADERS_CAP];
-        let slots = slots.get_mut(..self.cfg.max_headers).unwrap_or_default();
+        let slots = slots
+            .get_mut(..self.settings.0.cfg.max_headers)
+            .unwrap_or_default();
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(head, slots) {
             Ok(httparse::Status::Complete(n)) if n == head.len() => {}
@@ -615,11 +674,7 @@ impl ServerConn {
         }
         let body = f.body_kind(version)?;
         let path = target.split_once('?').map_or(target, |(p, _)| p);
-        self.cur_max_body = self
-            .body_limits
-            .iter()
-            .find(|(p, _)| &**p == path)
-            .map_or(self.cfg.max_body, |(_, l)| *l);
+        self.cur_max_body = self.settings.body_limit(path);
         if let BodyKind::ContentLength(n) = body
             && n > self.cur_max_body
         {
@@ -689,7 +744,8 @@ impl ServerConn {
             keep_alive,
             upgrade,
             expect_continue,
-            continue_approved: expect_continue && self.cfg.continue_policy == ContinuePolicy::Auto,
+            continue_approved: expect_continue
+                && self.settings.0.cfg.continue_policy == ContinuePolicy::Auto,
             continue_sent: false,
             body_done: false,
         });

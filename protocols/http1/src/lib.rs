@@ -105,7 +105,7 @@ pub use client::{
 pub use conn::{
     BareLf, Config, ContinuePolicy, DEFAULT_MAX_BODY, DEFAULT_MAX_CHUNK_LINE,
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_PIPELINE, DEFAULT_MAX_REQUEST_LINE,
-    DEFAULT_MAX_TRAILER_BYTES, MAX_HEADERS_CAP, ResponseWriter, ServerConn,
+    DEFAULT_MAX_TRAILER_BYTES, MAX_HEADERS_CAP, ResponseWriter, ServerConn, ServerSettings,
 };
 pub use error::{HttpError, StatusCode};
 #[doc(hidden)]

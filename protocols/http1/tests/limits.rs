@@ -7,7 +7,7 @@ use common::{Split, drive, now};
 use ringwire_http1::{
     BodyLen, Config, DEFAULT_MAX_BODY, DEFAULT_MAX_CHUNK_LINE, DEFAULT_MAX_HEAD_BYTES,
     DEFAULT_MAX_HEADERS, DEFAULT_MAX_PIPELINE, DEFAULT_MAX_REQUEST_LINE, DEFAULT_MAX_TRAILER_BYTES,
-    Event, HttpError, MAX_HEADERS_CAP, ServerConn, StatusCode,
+    Event, HttpError, MAX_HEADERS_CAP, ServerConn, ServerSettings, StatusCode,
 };
 
 /// The last line of the rendering, after checking that splits agree.
@@ -146,6 +146,48 @@ fn max_body_content_length_exceeded_by_one_is_413() {
     };
     ok(cfg, &req(10));
     fails(cfg, &req(11), HttpError::BodyTooLarge);
+}
+
+/// Whether a connection with `settings` takes a POST of `n` body bytes to `path` (with a
+/// query, which per-path limits ignore), or the error it gives.
+fn post_on(c: &mut ServerConn, path: &str, n: usize) -> Result<(), HttpError> {
+    let req = format!(
+        "POST {path}?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\n\r\n{}",
+        "b".repeat(n)
+    );
+    c.handle_read(req.as_bytes()).map(|_| ())
+}
+
+/// Per-path body limits (upload routes): settings shared by many connections give each the
+/// same limits, exceeded by one gives 413; a limit set on one connection stays with it.
+#[test]
+fn per_path_body_limits_shared_and_per_connection() {
+    let cfg = Config {
+        max_body: 10,
+        ..Config::default()
+    };
+    let settings = ServerSettings::new(cfg)
+        .with_body_limit("/up", 20)
+        .with_body_limit("/small", 2);
+    let conn = || ServerConn::with_settings(&settings);
+    assert_eq!(post_on(&mut conn(), "/up", 20), Ok(()));
+    assert_eq!(post_on(&mut conn(), "/up", 21), Err(HttpError::BodyTooLarge));
+    assert_eq!(post_on(&mut conn(), "/small", 2), Ok(()));
+    assert_eq!(post_on(&mut conn(), "/small", 3), Err(HttpError::BodyTooLarge));
+    assert_eq!(post_on(&mut conn(), "/other", 10), Ok(()));
+    assert_eq!(post_on(&mut conn(), "/other", 11), Err(HttpError::BodyTooLarge));
+    // Set on one connection: the others keep the shared limits.
+    let mut own = conn();
+    own.set_body_limit_for("/other", 30);
+    assert_eq!(post_on(&mut own, "/other", 30), Ok(()));
+    assert_eq!(post_on(&mut conn(), "/other", 11), Err(HttpError::BodyTooLarge));
+    // Clamped once, for all of them.
+    let clamped = ServerSettings::new(Config {
+        max_pipeline: 0,
+        ..cfg
+    });
+    assert_eq!(clamped.config().max_pipeline, 1);
+    assert_eq!(ServerConn::with_settings(&clamped).config().max_pipeline, 1);
 }
 
 #[test]

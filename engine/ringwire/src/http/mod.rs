@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use ringwire_http1::{BodyLen, Event, HttpError, ServerConn, StatusCode, Upgrade};
+use ringwire_http1::{BodyLen, Event, HttpError, ServerConn, ServerSettings, StatusCode, Upgrade};
 use ringwire_runtime::{BusMessage, CloseReason, ConnCtx, ConnId, CoreCtx, Plugin};
 
 pub use ringwire_http1::Config as Limits;
@@ -660,6 +660,8 @@ impl std::fmt::Debug for HttpState {
 /// The HTTP plugin of one core.
 pub struct HttpServer {
     app: Arc<HttpApp>,
+    /// The codec's limits and upload routes' body limits, shared by this core's connections.
+    codec: ServerSettings,
     out: Vec<u8>,
     fbuf: Vec<u8>,
     /// Static-file answers of this core.
@@ -684,8 +686,15 @@ impl HttpServer {
     pub fn new(app: Arc<HttpApp>) -> Self {
         let log = app.cfg.log.as_ref().and_then(log::ConnLog::open);
         let files = files::FileCache::new(app.cfg.www_cache.clone());
+        let codec = app
+            .body_limits
+            .iter()
+            .fold(ServerSettings::new(app.cfg.limits), |s, (path, limit)| {
+                s.with_body_limit(path, *limit)
+            });
         HttpServer {
             app,
+            codec,
             log,
             out: Vec::new(),
             fbuf: Vec::new(),
@@ -727,12 +736,8 @@ impl HttpServer {
         cx.set_deadline(self.app.cfg.keep_alive_timeout);
         let id = cx.id();
         self.conns += 1;
-        let mut codec = ServerConn::new(self.app.cfg.limits);
-        for (path, limit) in &self.app.body_limits {
-            codec.set_body_limit_for(path, *limit);
-        }
         HttpState {
-            codec,
+            codec: ServerConn::with_settings(&self.codec),
             reading: None,
             queue: VecDeque::new(),
             failed: None,
