@@ -171,16 +171,28 @@ fn per_path_body_limits_shared_and_per_connection() {
         .with_body_limit("/small", 2);
     let conn = || ServerConn::with_settings(&settings);
     assert_eq!(post_on(&mut conn(), "/up", 20), Ok(()));
-    assert_eq!(post_on(&mut conn(), "/up", 21), Err(HttpError::BodyTooLarge));
+    assert_eq!(
+        post_on(&mut conn(), "/up", 21),
+        Err(HttpError::BodyTooLarge)
+    );
     assert_eq!(post_on(&mut conn(), "/small", 2), Ok(()));
-    assert_eq!(post_on(&mut conn(), "/small", 3), Err(HttpError::BodyTooLarge));
+    assert_eq!(
+        post_on(&mut conn(), "/small", 3),
+        Err(HttpError::BodyTooLarge)
+    );
     assert_eq!(post_on(&mut conn(), "/other", 10), Ok(()));
-    assert_eq!(post_on(&mut conn(), "/other", 11), Err(HttpError::BodyTooLarge));
+    assert_eq!(
+        post_on(&mut conn(), "/other", 11),
+        Err(HttpError::BodyTooLarge)
+    );
     // Set on one connection: the others keep the shared limits.
     let mut own = conn();
     own.set_body_limit_for("/other", 30);
     assert_eq!(post_on(&mut own, "/other", 30), Ok(()));
-    assert_eq!(post_on(&mut conn(), "/other", 11), Err(HttpError::BodyTooLarge));
+    assert_eq!(
+        post_on(&mut conn(), "/other", 11),
+        Err(HttpError::BodyTooLarge)
+    );
     // Clamped once, for all of them.
     let clamped = ServerSettings::new(Config {
         max_pipeline: 0,
