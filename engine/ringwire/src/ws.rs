@@ -462,8 +462,9 @@ pub enum HttpConn {
     /// Waiting for a complete request head: the connection's id. Its handshake deadline is
     /// the connection's ([`ConnCtx::set_deadline`]: no timer), disarmed once the request is in.
     Handshake(ConnId),
-    /// Plain HTTP, served by the HTTP plugin.
-    Plain(Box<HttpState>),
+    /// Plain HTTP, served by the HTTP plugin (a live Server-Sent Events stream too: then the
+    /// stream's own state only).
+    Plain(HttpState),
     /// An open WebSocket.
     Ws(Box<WsState>),
 }
@@ -985,18 +986,18 @@ impl<H: WsHandler> WsServer<H> {
         data: &mut [u8],
     ) -> usize {
         end_handshake_deadline(conn, cx);
-        let mut st = Box::new(self.http.new_conn(cx));
+        let mut st = self.http.new_conn(cx);
         let used = self.http.on_data(&mut st, cx, data);
         *conn = HttpConn::Plain(st);
         used
     }
 
     /// A plain-HTTP connection closed: log it, then the HTTP plugin's close.
-    fn close_plain(&mut self, st: Box<HttpState>, cx: &mut CoreCtx<'_>, reason: CloseReason) {
+    fn close_plain(&mut self, st: HttpState, cx: &mut CoreCtx<'_>, reason: CloseReason) {
         if let Some(l) = self.http.log() {
             l.disconnect(cx, st.id());
         }
-        self.http.on_close(*st, cx, reason);
+        self.http.on_close(st, cx, reason);
     }
 
     fn refuse(&mut self, cx: &mut ConnCtx<'_>, status: u16, consumed: usize) -> usize {
@@ -1334,10 +1335,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpConn> {
         if cx.is_outgoing() {
             // The upstream of a forwarded HTTP request (crate::http::forward).
-            return self
-                .http
-                .on_open(cx)
-                .map(|st| HttpConn::Plain(Box::new(st)));
+            return self.http.on_open(cx).map(HttpConn::Plain);
         }
         let (peer, id) = (cx.peer_addr(), cx.id());
         if let Some(l) = self.http.log() {
@@ -1434,7 +1432,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
     fn on_close(&mut self, conn: HttpConn, cx: &mut CoreCtx<'_>, reason: CloseReason) {
         if let HttpConn::Plain(st) = conn {
             if st.is_upstream() {
-                return self.http.on_close(*st, cx, reason);
+                return self.http.on_close(st, cx, reason);
             }
             return self.close_plain(st, cx, reason);
         }
@@ -1447,7 +1445,7 @@ impl<H: WsHandler> Plugin for WsServer<H> {
             l.disconnect(cx, id);
         }
         if let HttpConn::Plain(st) = conn {
-            return self.http.on_close(*st, cx, reason);
+            return self.http.on_close(st, cx, reason);
         }
         if let HttpConn::Ws(st) = conn {
             self.reg.all.remove(st.id);

@@ -36,6 +36,7 @@ both_drivers!(
     static_cache_answers_from_memory_within_the_window,
     static_cache_sees_changes_after_the_window,
     sse_stream_with_last_event_id,
+    sse_stream_goes_on_whatever_its_client_sends,
     limits_one_over_each,
     hook_cors_options_405_500,
     websocket_first_then_http_and_late_upgrade_refused,
@@ -790,6 +791,43 @@ fn sse_stream_with_last_event_id(d: DriverChoice) {
         .find(|e| e[0] == "event: pub")
         .unwrap();
     assert_eq!(got, ["event: pub", "data: news"]);
+}
+
+/// A live stream keeps only its own state (the request parsing goes): what its client sends
+/// then (a request, garbage) is read and dropped, the stream goes on, and the connection
+/// closes when the client does.
+fn sse_stream_goes_on_whatever_its_client_sends(d: DriverChoice) {
+    let (_s, addr) = start(d);
+    let mut c = connect(addr);
+    send(&mut c, b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(read_resp(&mut c, true).status, 200);
+    assert_eq!(read_event(&mut c), [": ok"]);
+    assert_eq!(read_event(&mut c)[1], "id: 0");
+    send(
+        &mut c,
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff garbage \r\n\r\n",
+    );
+    for seq in 1..4 {
+        let e = read_event(&mut c);
+        assert_eq!(
+            e,
+            [
+                "event: t",
+                &format!("id: {seq}"),
+                &format!("data: tick {seq}"),
+                "data: line2"
+            ]
+        );
+    }
+    // Half-closed by the client: the server closes (the last ticks may still arrive).
+    c.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains("HTTP/1.1"),
+        "an answer after the stream: {rest:?}"
+    );
 }
 
 fn limits_one_over_each(d: DriverChoice) {

@@ -616,8 +616,41 @@ struct Outgoing {
     fwd: Option<ConnId>,
 }
 
-/// The per-connection HTTP state.
-pub struct HttpState {
+/// The per-connection HTTP state: a connection reading requests and writing answers, or what
+/// is left of one once it carries a live Server-Sent Events stream (the stream's own state, as
+/// a WebSocket keeps its own and drops the HTTP one).
+pub struct HttpState(Repr);
+
+enum Repr {
+    Full(Box<ConnState>),
+    Sse(Box<sse::SseConn>),
+}
+
+impl HttpState {
+    /// True for the outgoing connection of a forwarded request ([`forward`]).
+    pub fn is_upstream(&self) -> bool {
+        matches!(&self.0, Repr::Full(c) if c.upstream)
+    }
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        match &self.0 {
+            Repr::Full(c) => c.id,
+            Repr::Sse(s) => s.id,
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Repr::Full(c) => c.fmt(f),
+            Repr::Sse(_) => f.write_str("HttpState(live SSE stream)"),
+        }
+    }
+}
+
+/// A connection reading requests and writing answers.
+pub(crate) struct ConnState {
     codec: ServerConn,
     /// The request being read (boxed: a keep-alive connection spends most of its life between
     /// requests).
@@ -636,20 +669,9 @@ pub struct HttpState {
     fwd: forward::ForwardClient,
 }
 
-impl HttpState {
-    /// True for the outgoing connection of a forwarded request ([`forward`]).
-    pub fn is_upstream(&self) -> bool {
-        self.upstream
-    }
-    /// The connection's id.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-}
-
-impl std::fmt::Debug for HttpState {
+impl std::fmt::Debug for ConnState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpState")
+        f.debug_struct("ConnState")
             .field("codec", &self.codec)
             .field("queued", &self.queue.len())
             .field("failed", &self.failed)
@@ -733,10 +755,14 @@ impl HttpServer {
 
     /// A new connection's state (the keep-alive limit starts: the connection's deadline).
     pub fn new_conn(&mut self, cx: &mut ConnCtx<'_>) -> HttpState {
+        HttpState(Repr::Full(Box::new(self.new_state(cx))))
+    }
+
+    fn new_state(&mut self, cx: &mut ConnCtx<'_>) -> ConnState {
         cx.set_deadline(self.app.cfg.keep_alive_timeout);
         let id = cx.id();
         self.conns += 1;
-        HttpState {
+        ConnState {
             codec: ServerConn::with_settings(&self.codec),
             reading: None,
             queue: VecDeque::new(),
@@ -858,7 +884,7 @@ impl HttpServer {
         }
     }
 
-    fn on_body_end(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+    fn on_body_end(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>) {
         let Some(reading) = st.reading.take() else {
             return;
         };
@@ -896,7 +922,7 @@ impl HttpServer {
     }
 
     /// Write what can be written: heads, bytes, file and stream pieces up to the high-water mark.
-    fn pump(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+    fn pump(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>) {
         let now = SystemTime::now();
         let high = self.app.cfg.high_water;
         let mut sse_live = false;
@@ -1076,7 +1102,7 @@ impl HttpServer {
         codec.write_response_head(StatusCode(r.status), &hs, len, now, out)
     }
 
-    fn handle(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+    fn handle(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         st.last_rx = cx.now();
         if st.failed.is_some() || st.codec.should_close() {
             return data.len();
@@ -1160,7 +1186,7 @@ impl HttpServer {
 
 impl HttpServer {
     /// A request limit passed: answer 408 first if `answer`, then close.
-    fn time_out(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, answer: bool) {
+    fn time_out(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>, answer: bool) {
         if answer {
             let _ = st.codec.write_error_response(
                 HttpError::RequestTimeout,
@@ -1175,7 +1201,7 @@ impl HttpServer {
     /// Between requests a keep-alive connection keeps no buffers: what parsing the last
     /// request and queueing its answer used (about 1 KB) goes back to the allocator, and the
     /// next request takes it again. `leftover`: bytes of a next request are already here.
-    fn release_if_idle(st: &mut HttpState, leftover: bool) {
+    fn release_if_idle(st: &mut ConnState, leftover: bool) {
         if !leftover && st.reading.is_none() && st.queue.is_empty() {
             st.codec.release_buffers();
             if st.queue.capacity() > 0 {
@@ -1186,7 +1212,7 @@ impl HttpServer {
 
     /// Start or stop the head deadline: a partial head is buffered when bytes are left over
     /// while no request is being read and no response waits.
-    fn watch_head(&self, st: &mut HttpState, cx: &mut ConnCtx<'_>, leftover: bool) {
+    fn watch_head(&self, st: &mut ConnState, cx: &mut ConnCtx<'_>, leftover: bool) {
         let partial = leftover && st.reading.is_none() && st.queue.is_empty();
         match (partial, st.head_since) {
             (true, None) => {
@@ -1252,37 +1278,33 @@ pub fn wants_websocket(buf: &[u8]) -> bool {
     )
 }
 
-impl Plugin for HttpServer {
-    type Conn = HttpState;
-
-    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpState> {
-        if cx.is_outgoing() {
-            // The upstream of a forwarded request ([`forward`]).
-            if !self.forward_up_open(cx) {
-                return None;
-            }
-            let mut st = self.new_conn(cx);
-            // The forwarding keeps its own timers on an upstream.
-            cx.clear_deadline();
-            st.upstream = true;
-            self.conns -= 1;
-            return Some(st);
+/// The callbacks of a connection reading requests and writing answers.
+impl HttpServer {
+    /// A connection whose only business left is a live SSE stream keeps the stream's state
+    /// alone: the codec, the response queue and the request state go (~600 B a subscriber).
+    /// A stream with requests pipelined behind it (never answered) keeps them as they were.
+    fn settle(&mut self, st: &mut HttpState) {
+        let Repr::Full(c) = &mut st.0 else { return };
+        let lone_stream = c.sse.as_ref().is_some_and(|s| s.registered)
+            && sse::live(c)
+            && c.queue.len() == 1
+            && c.reading.is_none()
+            && c.failed.is_none()
+            && !c.read_closed
+            && c.fwd.ups.is_empty();
+        if lone_stream && let Some(s) = c.sse.take() {
+            st.0 = Repr::Sse(s);
         }
-        Some(self.new_conn(cx))
     }
 
-    fn on_data(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+    fn full_on_data(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
         if st.upstream {
             return self.forward_up_data(cx, data);
         }
         self.handle(st, cx, data)
     }
 
-    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
-        self.forward_connect_error(cx, id, &err);
-    }
-
-    fn on_read_closed(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+    fn full_on_read_closed(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>) {
         if st.upstream {
             return self.forward_up_eof(cx);
         }
@@ -1299,7 +1321,7 @@ impl Plugin for HttpServer {
         }
     }
 
-    fn on_drained(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+    fn full_on_drained(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>) {
         if st.upstream {
             return self.forward_up_drained(cx);
         }
@@ -1322,14 +1344,14 @@ impl Plugin for HttpServer {
 
     /// The keep-alive limit: close a connection quiet that long (408 to a request half in).
     /// An SSE stream's heartbeat shares the deadline ([`sse::heartbeat`]).
-    fn on_deadline(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+    fn full_on_deadline(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>) {
         if st.upstream {
             return;
         }
-        let heartbeat = if st.sse.is_some() {
-            sse::heartbeat(self, st, cx)
-        } else {
-            None
+        let is_live = sse::live(st);
+        let heartbeat = match st.sse.as_mut() {
+            Some(s) => sse::heartbeat(self, s, cx, is_live),
+            None => None,
         };
         let idle = self.app.cfg.keep_alive_timeout;
         let now = cx.now();
@@ -1350,7 +1372,7 @@ impl Plugin for HttpServer {
         self.time_out(st, cx, half_in);
     }
 
-    fn on_timer(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, token: u64) {
+    fn full_on_timer(&mut self, st: &mut ConnState, cx: &mut ConnCtx<'_>, token: u64) {
         if st.upstream {
             return self.forward_up_timer(cx, token);
         }
@@ -1374,19 +1396,106 @@ impl Plugin for HttpServer {
                 self.time_out(st, cx, answer);
             }
             T_SSE_TICK => {
-                sse::on_timer(self, st, cx, token);
+                let is_live = sse::live(st);
+                if let Some(s) = st.sse.as_mut() {
+                    sse::on_timer(self, s, cx, is_live);
+                }
             }
             _ => {}
         }
     }
 
-    fn on_close(&mut self, st: HttpState, cx: &mut CoreCtx<'_>, _reason: CloseReason) {
+    fn full_on_close(&mut self, st: &ConnState, cx: &mut CoreCtx<'_>) {
         if st.upstream {
             return self.forward_up_closed(cx, st.id);
         }
         self.forward_client_closed(cx, &st.fwd.ups);
         self.conns = self.conns.saturating_sub(1);
-        sse::leave(self, &st);
+        if let Some(s) = &st.sse {
+            sse::leave(self, s);
+        }
+    }
+}
+
+impl Plugin for HttpServer {
+    type Conn = HttpState;
+
+    fn on_open(&mut self, cx: &mut ConnCtx<'_>) -> Option<HttpState> {
+        if cx.is_outgoing() {
+            // The upstream of a forwarded request ([`forward`]).
+            if !self.forward_up_open(cx) {
+                return None;
+            }
+            let mut st = self.new_state(cx);
+            // The forwarding keeps its own timers on an upstream.
+            cx.clear_deadline();
+            st.upstream = true;
+            self.conns -= 1;
+            return Some(HttpState(Repr::Full(Box::new(st))));
+        }
+        Some(self.new_conn(cx))
+    }
+
+    fn on_data(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, data: &mut [u8]) -> usize {
+        let n = match &mut st.0 {
+            Repr::Full(c) => self.full_on_data(c, cx, data),
+            // A live stream answers nothing more: what its client sends is read and dropped.
+            Repr::Sse(_) => data.len(),
+        };
+        self.settle(st);
+        n
+    }
+
+    fn on_connect_error(&mut self, cx: &mut CoreCtx<'_>, id: ConnId, err: std::io::Error) {
+        self.forward_connect_error(cx, id, &err);
+    }
+
+    fn on_read_closed(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        match &mut st.0 {
+            Repr::Full(c) => self.full_on_read_closed(c, cx),
+            Repr::Sse(_) => cx.close(),
+        }
+    }
+
+    fn on_drained(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        if let Repr::Full(c) = &mut st.0 {
+            self.full_on_drained(c, cx);
+            self.settle(st);
+        }
+    }
+
+    /// The keep-alive limit: close a connection quiet that long (408 to a request half in).
+    /// An SSE stream's heartbeat shares the deadline ([`sse::heartbeat`]).
+    fn on_deadline(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>) {
+        match &mut st.0 {
+            Repr::Full(c) => self.full_on_deadline(c, cx),
+            Repr::Sse(s) => {
+                if let Some(next) = sse::heartbeat(self, s, cx, true) {
+                    cx.set_deadline(next);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, st: &mut HttpState, cx: &mut ConnCtx<'_>, token: u64) {
+        match &mut st.0 {
+            Repr::Full(c) => self.full_on_timer(c, cx, token),
+            Repr::Sse(s) => {
+                if token == T_SSE_TICK {
+                    sse::on_timer(self, s, cx, true);
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, st: HttpState, cx: &mut CoreCtx<'_>, _reason: CloseReason) {
+        match &st.0 {
+            Repr::Full(c) => self.full_on_close(c, cx),
+            Repr::Sse(s) => {
+                self.conns = self.conns.saturating_sub(1);
+                sse::leave(self, s);
+            }
+        }
     }
 
     fn on_message(&mut self, cx: &mut CoreCtx<'_>, msg: &BusMessage) {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringwire_runtime::{BusMessage, ConnCtx, ConnId, CoreCtx};
 
-use super::{Body, HttpServer, HttpState, Request, Response, T_SSE_TICK};
+use super::{Body, ConnState, HttpServer, Request, Response, T_SSE_TICK};
 use crate::ws::{Broadcast, BroadcastMsg, MessageKind, TAG_BROADCAST, TAG_PUBLISH, Target};
 
 /// The bus tag of the older, SSE-only publications made with [`publication`]:
@@ -320,8 +320,10 @@ impl Hub {
     }
 }
 
-/// Per-connection SSE state.
+/// Per-connection SSE state (all a connection keeps once its stream is live and nothing else
+/// is pending on it).
 pub(crate) struct SseConn {
+    pub(crate) id: ConnId,
     channels: Vec<Arc<str>>,
     ep: Arc<SseEndpoint>,
     seq: u64,
@@ -330,7 +332,7 @@ pub(crate) struct SseConn {
     tick: bool,
     last_tx: Instant,
     chunked: bool,
-    registered: bool,
+    pub(crate) registered: bool,
 }
 
 /// `%XX`-decode a query value (`+` is a space); `None` if malformed or not UTF-8.
@@ -379,7 +381,7 @@ fn query_channels(req: &Request, max: usize) -> Result<Vec<String>, ()> {
 
 /// Open the stream for `req` (called when its request is complete).
 pub(crate) fn open(
-    st: &mut HttpState,
+    st: &mut ConnState,
     cx: &mut ConnCtx<'_>,
     req: &Request,
     ep: Arc<SseEndpoint>,
@@ -431,6 +433,7 @@ pub(crate) fn open(
         cx.set_deadline(hb);
     }
     st.sse = Some(Box::new(SseConn {
+        id: st.id,
         channels,
         ep,
         seq,
@@ -452,13 +455,13 @@ pub(crate) fn open(
 }
 
 /// Whether the SSE response is the one on the wire now (responses before it finished).
-fn live(st: &HttpState) -> bool {
+pub(crate) fn live(st: &ConnState) -> bool {
     matches!(st.queue.front(), Some(o) if o.started && matches!(o.resp.body, Body::Sse(_)))
 }
 
 /// Called by the pump once the SSE head went out: join the channels, then write the buffered
 /// events newer than the client's `Last-Event-ID` (into `server.out`, which the pump flushes).
-pub(crate) fn register(server: &mut HttpServer, st: &mut HttpState) {
+pub(crate) fn register(server: &mut HttpServer, st: &mut ConnState) {
     let Some(s) = st.sse.as_mut().filter(|s| !s.registered) else {
         return;
     };
@@ -490,15 +493,15 @@ pub(crate) fn register(server: &mut HttpServer, st: &mut HttpState) {
 }
 
 /// The connection is gone: leave its channels.
-pub(crate) fn leave(server: &mut HttpServer, st: &HttpState) {
-    let Some(s) = st.sse.as_ref().filter(|s| s.registered) else {
+pub(crate) fn leave(server: &mut HttpServer, s: &SseConn) {
+    if !s.registered {
         return;
-    };
+    }
     // The slot's next connection starts with a clean slate.
-    server.sse_hub.take_wrote(st.id);
+    server.sse_hub.take_wrote(s.id);
     for c in &s.channels {
         if let Some(m) = server.sse_hub.subs.get_mut(c) {
-            m.remove(&st.id);
+            m.remove(&s.id);
             if m.is_empty() {
                 server.sse_hub.subs.remove(c);
             }
@@ -507,43 +510,52 @@ pub(crate) fn leave(server: &mut HttpServer, st: &HttpState) {
     server.app.sse_joined(-(s.channels.len() as isize));
 }
 
-fn write_event(server: &mut HttpServer, st: &mut HttpState, cx: &mut ConnCtx<'_>, wire: &[u8]) {
+/// Write `wire` (one or more whole events or comments) on the stream, chunk-framed for
+/// HTTP/1.1 (the response is chunked; HTTP/1.0 reads until the close).
+fn write_event(server: &mut HttpServer, s: &mut SseConn, cx: &mut ConnCtx<'_>, wire: &[u8]) {
     if cx.buffered() > server.app.cfg.sse.max_lag {
         // The reader does not keep up: cut it off (it reconnects and resumes).
         cx.abort();
         return;
     }
-    let _ = st.codec.write_body_chunk(wire, &mut server.out);
-    server.flush(cx);
-    if let Some(s) = st.sse.as_mut() {
-        s.last_tx = cx.now();
+    if wire.is_empty() {
+        return;
     }
+    if s.chunked {
+        server
+            .out
+            .extend_from_slice(format!("{:x}\r\n", wire.len()).as_bytes());
+        server.out.extend_from_slice(wire);
+        server.out.extend_from_slice(b"\r\n");
+    } else {
+        server.out.extend_from_slice(wire);
+    }
+    server.flush(cx);
+    s.last_tx = cx.now();
 }
 
+/// The stream's clock tick (`T_SSE_TICK`): its next event, if the stream is `live` (else only
+/// the next tick).
 pub(crate) fn on_timer(
     server: &mut HttpServer,
-    st: &mut HttpState,
+    s: &mut SseConn,
     cx: &mut ConnCtx<'_>,
-    token: u64,
+    is_live: bool,
 ) {
-    let is_live = live(st);
-    let Some(s) = st.sse.as_mut() else { return };
     let ep = s.ep.clone();
-    if token == T_SSE_TICK {
-        let Some((every, f)) = ep.tick.as_ref().filter(|_| s.tick) else {
-            return;
-        };
-        cx.set_timer(*every, T_SSE_TICK);
-        if !is_live {
-            return;
-        }
-        let seq = s.seq;
-        s.seq = s.seq.wrapping_add(1);
-        let mut wire = Vec::new();
-        if let Ok(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seq))) {
-            e.encode(&mut wire);
-            write_event(server, st, cx, &wire);
-        }
+    let Some((every, f)) = ep.tick.as_ref().filter(|_| s.tick) else {
+        return;
+    };
+    cx.set_timer(*every, T_SSE_TICK);
+    if !is_live {
+        return;
+    }
+    let seq = s.seq;
+    s.seq = s.seq.wrapping_add(1);
+    let mut wire = Vec::new();
+    if let Ok(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seq))) {
+        e.encode(&mut wire);
+        write_event(server, s, cx, &wire);
     }
 }
 
@@ -554,14 +566,13 @@ pub(crate) fn on_timer(
 /// its last channel event, and exactly one interval after anything else it wrote.
 pub(crate) fn heartbeat(
     server: &mut HttpServer,
-    st: &mut HttpState,
+    s: &mut SseConn,
     cx: &mut ConnCtx<'_>,
+    is_live: bool,
 ) -> Option<Duration> {
-    let is_live = live(st);
-    let s = st.sse.as_mut()?;
     let hb = s.ep.heartbeat?;
     let now = cx.now();
-    if server.sse_hub.take_wrote(st.id) {
+    if server.sse_hub.take_wrote(s.id) {
         s.last_tx = now;
     }
     let quiet = now.saturating_duration_since(s.last_tx);
@@ -569,7 +580,7 @@ pub(crate) fn heartbeat(
         return Some(hb - quiet);
     }
     if is_live {
-        write_event(server, st, cx, b": heartbeat\n\n");
+        write_event(server, s, cx, b": heartbeat\n\n");
     }
     Some(hb)
 }
