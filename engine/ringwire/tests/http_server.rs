@@ -37,6 +37,7 @@ both_drivers!(
     static_cache_sees_changes_after_the_window,
     sse_stream_with_last_event_id,
     sse_stream_goes_on_whatever_its_client_sends,
+    sse_stream_to_an_http10_client_is_not_chunked,
     limits_one_over_each,
     hook_cors_options_405_500,
     websocket_first_then_http_and_late_upgrade_refused,
@@ -827,6 +828,40 @@ fn sse_stream_goes_on_whatever_its_client_sends(d: DriverChoice) {
     assert!(
         !rest.contains("HTTP/1.1"),
         "an answer after the stream: {rest:?}"
+    );
+}
+
+/// HTTP/1.0 has no chunked encoding: the stream's events go out bare, read until the close.
+fn sse_stream_to_an_http10_client_is_not_chunked(d: DriverChoice) {
+    let (_s, addr) = start(d);
+    let mut c = connect(addr);
+    send(&mut c, b"GET /sse HTTP/1.0\r\n\r\n");
+    let r = read_resp(&mut c, true);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.header("content-length"), None);
+    let mut lines = Vec::new();
+    while lines.len() < 12 {
+        let mut l = String::new();
+        c.read_line(&mut l).unwrap();
+        lines.push(l.trim_end_matches('\n').to_owned());
+    }
+    assert_eq!(
+        lines,
+        [
+            ": ok",
+            "",
+            "event: t",
+            "id: 0",
+            "data: tick 0",
+            "data: line2",
+            "",
+            "event: t",
+            "id: 1",
+            "data: tick 1",
+            "data: line2",
+            ""
+        ]
     );
 }
 
