@@ -470,14 +470,15 @@ pub(crate) fn register(server: &mut HttpServer, st: &mut ConnState) {
     // parsing and queueing requests used (about 800 bytes a stream).
     st.codec.release_buffers();
     st.queue.shrink_to_fit();
-    for c in &s.channels {
-        server
-            .sse_hub
-            .subs
-            .entry(c.clone())
-            .or_default()
-            .insert(st.id, s.chunked);
+    let subs = &mut server.sse_hub.subs;
+    for c in &mut s.channels {
+        // One copy of a channel's name per core, the hub's, shared by its subscribers.
+        if let Some((name, _)) = subs.get_key_value(&**c) {
+            *c = name.clone();
+        }
+        subs.entry(c.clone()).or_default().insert(st.id, s.chunked);
     }
+    s.channels.shrink_to_fit();
     server.app.sse_joined(s.channels.len() as isize);
     let Some(after) = s.resume else { return };
     let mut missed: Vec<&(u64, Bytes)> = s
