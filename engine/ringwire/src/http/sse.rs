@@ -241,11 +241,17 @@ pub(crate) struct SseWire {
     chunked: Bytes,
 }
 
+/// Append `bare` to `out` as one chunk of a chunked body (RFC 9112 §7.1).
+fn push_chunk(out: &mut Vec<u8>, bare: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", bare.len()).as_bytes());
+    out.extend_from_slice(bare);
+    out.extend_from_slice(b"\r\n");
+}
+
 impl SseWire {
     fn new(bare: Bytes) -> Self {
-        let mut chunked = format!("{:x}\r\n", bare.len()).into_bytes();
-        chunked.extend_from_slice(&bare);
-        chunked.extend_from_slice(b"\r\n");
+        let mut chunked = Vec::with_capacity(bare.len() + 12);
+        push_chunk(&mut chunked, &bare);
         SseWire {
             bare,
             chunked: Bytes::from(chunked),
@@ -523,11 +529,7 @@ fn write_event(server: &mut HttpServer, s: &mut SseConn, cx: &mut ConnCtx<'_>, w
         return;
     }
     if s.chunked {
-        server
-            .out
-            .extend_from_slice(format!("{:x}\r\n", wire.len()).as_bytes());
-        server.out.extend_from_slice(wire);
-        server.out.extend_from_slice(b"\r\n");
+        push_chunk(&mut server.out, wire);
     } else {
         server.out.extend_from_slice(wire);
     }
