@@ -472,8 +472,10 @@ pub(crate) fn register(server: &mut HttpServer, st: &mut ConnState) {
         return;
     };
     s.registered = true;
-    // The stream holds the connection from now on, most of the time idle: give back what
-    // parsing and queueing requests used (about 800 bytes a stream).
+    // The stream holds the connection from now on, most of the time idle. Usually the
+    // connection keeps only the stream's state next (`HttpServer::settle`); one with a
+    // request pipelined behind the stream keeps it all: give back what parsing and queueing
+    // requests used.
     st.codec.release_buffers();
     st.queue.shrink_to_fit();
     let subs = &mut server.sse_hub.subs;
