@@ -219,7 +219,7 @@ http {{
 
 def start_nginx(http, conns, workdir):
     """nginx from the system (one worker, its defaults otherwise: keep-alive 75 s) serving a
-    /ringwire.js of the same size as `ringwire serve`'s; returns the master and the worker pid."""
+    /ringwire.js of about the same size as `ringwire serve`'s (4,950 B against 4,929); returns the master and the worker pid."""
     os.chmod(workdir, 0o755)  # the worker runs as nobody when started as root
     os.makedirs(f"{workdir}/www")
     with open(f"{workdir}/www/ringwire.js", "wb") as f:
@@ -262,6 +262,7 @@ def measure(binary, driver, n, proto, procs, per_process, serve_args=(), peer=No
     port, http = free_port(), free_port()
     servers = []
     masters = []
+    workdir = None
     try:
         if peer == "nginx":
             workdir = tempfile.mkdtemp(prefix="ringwire-idle-nginx-")
@@ -309,7 +310,7 @@ def measure(binary, driver, n, proto, procs, per_process, serve_args=(), peer=No
         for m in masters:
             m.terminate()
             m.wait(timeout=20)
-        if masters:
+        if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         servers = [s for s in servers if isinstance(s, subprocess.Popen)]
         for srv in servers:
