@@ -22,12 +22,14 @@
 #   CASES ["ws-echo-100x20 ws-echo-100x512 ws-echo-500x512 ws-echo-500x16384
 #           ws-echo-10x1048576 ws-deflate-100x512 ws-deflate-500x16384
 #           ws-rate-100x512 ws-rate-500x16384 tcp-echo-100x512"]
-#   SERVERS   subset of: ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets
+#   SERVERS   subset of: ringwire-uring ringwire-uring-batch ringwire-uring-poll ringwire-epoll fastwebsockets
 #             tokio-tungstenite tokio-websockets tokio-websockets-mt
 #             monoio-uring monoio-epoll tokio-tcp     [all]
 #             (each case runs the servers that speak its protocol)
 #   RATE [auto]            fixed rate of the ws-rate cases (msgs/s)
 #   BATCH_US [50]          ringwire-uring-batch: --uring-batch-wait-us
+#   POLL_US [200]          ringwire-uring-poll: --busy-poll-us (the core polls up to this
+#                          long before it sleeps: lower latency, a core that runs flat out)
 #   THREADS [1]            ringwire-load threads
 #   SKIP_BUILD [0]         1 = use the binaries already built
 #   SYSCALLS [auto]        auto | off: count server syscalls with perf stat
@@ -41,13 +43,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${SECS:-5}
 BATCH_US=${BATCH_US:-50}
+POLL_US=${POLL_US:-200}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 CASES=${CASES:-"ws-echo-100x20 ws-echo-100x512 ws-echo-500x512 ws-echo-500x16384 ws-echo-10x1048576 ws-deflate-100x512 ws-deflate-500x16384 ws-rate-100x512 ws-rate-500x16384 tcp-echo-100x512"}
-WS_SERVERS="ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt"
+WS_SERVERS="ringwire-uring ringwire-uring-batch ringwire-uring-poll ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt"
 DEFLATE_SERVERS="ringwire-uring ringwire-epoll"
 TCP_SERVERS="ringwire-uring ringwire-epoll monoio-uring monoio-epoll tokio-tcp"
-ALL_SERVERS="ringwire-uring ringwire-uring-batch ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt monoio-uring monoio-epoll tokio-tcp"
+ALL_SERVERS="ringwire-uring ringwire-uring-batch ringwire-uring-poll ringwire-epoll fastwebsockets tokio-tungstenite tokio-websockets tokio-websockets-mt monoio-uring monoio-epoll tokio-tcp"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 RATE=${RATE:-auto}
 THREADS=${THREADS:-1}
@@ -68,6 +71,7 @@ die() { log "error: $*"; exit 2; }
 
 [[ $SECS =~ ^[0-9]+([.][0-9]+)?$ && $WARMUP =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SECS and WARMUP must be numbers"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be an integer >= 1"
+[[ $BATCH_US =~ ^[0-9]+$ && $POLL_US =~ ^[0-9]+$ ]] || die "BATCH_US and POLL_US must be integers (µs)"
 [[ $RATE == auto || $RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "RATE must be auto or a number"
 for c in $CASES; do
     [[ $c =~ ^(ws-echo|ws-deflate|ws-rate|tcp-echo)-([0-9]+)x([0-9]+)$ ]] ||
@@ -174,12 +178,15 @@ ANY_FAIL=0
 server_cmd() { # server port -> SERVER_ARGV, WANT_DRIVER
     local s=$1 port=$2
     case $s in
-    ringwire-uring | ringwire-epoll | ringwire-uring-batch)
+    ringwire-uring | ringwire-epoll | ringwire-uring-batch | ringwire-uring-poll)
         WANT_DRIVER=${s#ringwire-}
         WANT_DRIVER=${WANT_DRIVER%-batch}
+        WANT_DRIVER=${WANT_DRIVER%-poll}
         SERVER_ARGV=("$RINGWIRE_BIN" serve --threads 1 --driver "$WANT_DRIVER")
         # The batch variant: io_uring completions handled in batches (up to BATCH_US µs wait).
         [[ $s == ringwire-uring-batch ]] && SERVER_ARGV+=(--uring-batch-wait-us "$BATCH_US")
+        # The busy-poll variant: the core polls up to POLL_US µs before it sleeps.
+        [[ $s == ringwire-uring-poll ]] && SERVER_ARGV+=(--busy-poll-us "$POLL_US")
         if [[ $CUR_KIND == tcp-echo ]]; then
             alloc_port
             SERVER_ARGV+=(--tcp-echo "127.0.0.1:$port" --bind "127.0.0.1:$PORT")
@@ -325,7 +332,7 @@ export VERSIONS="ringwire $REV; fastwebsockets $(lockver "$PL" fastwebsockets) (
 export LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) RUNS RAW COMMANDS OUT_JSON OUT_MD STAMP ROOT
 export SECS WARMUP ROUNDS SERVER_CPU CLIENT_CPU THREADS COUNTER CASES
 export RATES=$(for c in "${!RATE_OF[@]}"; do printf '%s=%s ' "$c" "${RATE_OF[$c]}"; done)
-export SETTINGS="SECS=$SECS WARMUP=$WARMUP ROUNDS=$ROUNDS THREADS=$THREADS RATE=$RATE CASES=\"$CASES\" SERVERS=\"$SERVERS\""
+export SETTINGS="SECS=$SECS WARMUP=$WARMUP ROUNDS=$ROUNDS THREADS=$THREADS RATE=$RATE BATCH_US=$BATCH_US POLL_US=$POLL_US CASES=\"$CASES\" SERVERS=\"$SERVERS\""
 python3 - <<'PY'
 import csv, json, os, statistics
 
@@ -333,6 +340,7 @@ env = os.environ
 runs = list(csv.DictReader(open(env["RUNS"]), delimiter="\t"))
 DRIVER = {"ringwire-uring": ("ringwire", "uring"), "ringwire-epoll": ("ringwire", "epoll"),
           "ringwire-uring-batch": ("ringwire-batch", "uring"),
+          "ringwire-uring-poll": ("ringwire-poll", "uring"),
           "monoio-uring": ("monoio", "uring"), "monoio-epoll": ("monoio", "epoll"),
           "tokio-tcp": ("tokio", "-"), "tokio-websockets-mt": ("tokio-websockets-mt", "-")}
 

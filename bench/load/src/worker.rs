@@ -91,6 +91,7 @@ pub fn runtime_config(args: &Args, threads: usize) -> RuntimeConfig {
         connect_timeout: SETUP_TIMEOUT,
         tls_handshake_timeout: SETUP_TIMEOUT,
         shutdown_timeout: SHUTDOWN_TIMEOUT,
+        busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         ..RuntimeConfig::default()
     }
 }

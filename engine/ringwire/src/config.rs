@@ -16,6 +16,7 @@
 //! throttle_read = 0         # bytes/s per connection, 0 = off
 //! throttle_write = 0
 //! uring_entries = 1024
+//! busy_poll_us = 0              # poll this long for events before a core sleeps (0 = off)
 //! uring_batch_wait_us = 0        # io_uring, busy core: wait this long to batch completions (0 = off)
 //! uring_batch_size = 64          # completions that end the batch wait early
 //! uring_batch_busy = 16          # completions in a turn that make the next one batch (0 = always)
@@ -119,6 +120,8 @@ pub struct FileConfig {
     pub throttle_write: Option<u64>,
     /// io_uring SQ entries.
     pub uring_entries: Option<u32>,
+    /// Busy poll before a core sleeps (µs, 0 = off).
+    pub busy_poll_us: Option<u64>,
     /// io_uring: batch wait (µs, 0 = off).
     pub uring_batch_wait_us: Option<u64>,
     /// io_uring: completions that end a batch wait.
@@ -302,6 +305,7 @@ impl FileConfig {
             throttle_read,
             throttle_write,
             uring_entries,
+            busy_poll_us,
             uring_batch_wait_us,
             uring_batch_size,
             uring_batch_busy,
@@ -415,6 +419,14 @@ impl FileConfig {
         };
         if let Some(v) = self.uring_entries {
             c.uring_entries = v;
+        }
+        if let Some(us) = self.busy_poll_us {
+            if us > 1_000_000 {
+                return Err(ConfigError(format!(
+                    "busy_poll_us: {us} is more than 1000000 (one second)"
+                )));
+            }
+            c.busy_poll = Duration::from_micros(us);
         }
         if let Some(us) = self.uring_batch_wait_us {
             c.uring_batch_wait = Duration::from_micros(us);
@@ -633,6 +645,21 @@ mod tests {
         assert_eq!((rt.uring_batch_size, rt.uring_batch_busy), (256, 0));
         let e = FileConfig::parse("uring_batch_size = 0").unwrap().runtime();
         assert!(e.unwrap_err().0.contains("uring_batch_size"));
+    }
+
+    #[test]
+    fn busy_poll_key() {
+        let rt = FileConfig::parse("").unwrap().runtime().unwrap();
+        assert_eq!(rt.busy_poll, Duration::ZERO);
+        let rt = FileConfig::parse("busy_poll_us = 200")
+            .unwrap()
+            .runtime()
+            .unwrap();
+        assert_eq!(rt.busy_poll, Duration::from_micros(200));
+        let e = FileConfig::parse("busy_poll_us = 1000001")
+            .unwrap()
+            .runtime();
+        assert!(e.unwrap_err().0.contains("busy_poll_us"));
     }
 
     #[test]

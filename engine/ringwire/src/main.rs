@@ -105,6 +105,11 @@ struct ServeArgs {
     /// HTTP: CORS allowed origin(s): `*` or a comma-separated list.
     #[arg(long)]
     cors_origin: Option<String>,
+    /// Before a core sleeps for want of events, poll for them for up to this many µs:
+    /// lower latency at moderate load, for a core that then runs flat out (0 = off, the
+    /// default).
+    #[arg(long)]
+    busy_poll_us: Option<u64>,
     /// io_uring: on a busy core, wait up to this many µs to handle completions in batches
     /// (fewer syscalls per message under load, up to this much added latency; 0 = off, the
     /// default).
@@ -230,6 +235,7 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         www_cache_size: a.www_cache_size,
         www_cache_entries: a.www_cache_entries,
         no_sendfile: a.no_sendfile.then_some(true),
+        busy_poll_us: a.busy_poll_us,
         uring_batch_wait_us: a.uring_batch_wait_us,
         uring_batch_busy: a.uring_batch_busy,
         deadline_tick_ms: a.deadline_tick_ms,

@@ -490,9 +490,12 @@ pub struct CoreStats {
     /// io_uring loop turns that waited for a batch of completions
     /// ([`crate::RuntimeConfig::uring_batch_wait`]) rather than for the first one.
     pub batch_waits: u64,
+    /// Loop turns whose events a busy poll ([`crate::RuntimeConfig::busy_poll`]) found, where
+    /// the core would otherwise have gone to sleep.
+    pub busy_polls: u64,
 }
 
-const STAT_FIELDS: usize = 16;
+const STAT_FIELDS: usize = 17;
 
 impl CoreStats {
     fn to_array(self) -> [u64; STAT_FIELDS] {
@@ -513,6 +516,7 @@ impl CoreStats {
             self.file_bytes_out,
             self.direct_bytes_in,
             self.batch_waits,
+            self.busy_polls,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -533,6 +537,7 @@ impl CoreStats {
             file_bytes_out,
             direct_bytes_in,
             batch_waits,
+            busy_polls,
         ] = a;
         CoreStats {
             accepted,
@@ -551,6 +556,7 @@ impl CoreStats {
             file_bytes_out,
             direct_bytes_in,
             batch_waits,
+            busy_polls,
         }
     }
 }

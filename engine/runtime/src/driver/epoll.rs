@@ -57,6 +57,8 @@ pub(crate) struct Epoll {
     /// Receive slots for recvmmsg (allocated with the first UDP socket).
     udp_buf: Box<[u8]>,
     toks: Vec<(u64, bool, bool, bool)>,
+    /// [`crate::RuntimeConfig::busy_poll`]: how long to poll before sleeping (zero: never).
+    busy_poll: std::time::Duration,
 }
 
 impl Epoll {
@@ -104,6 +106,7 @@ impl Epoll {
             ready: Vec::new(),
             udp_buf: Box::default(),
             toks: Vec::with_capacity(1024),
+            busy_poll: cfg.busy_poll,
         })
     }
 
@@ -576,6 +579,29 @@ impl Epoll {
         }
     }
 
+    /// Busy poll ([`crate::RuntimeConfig::busy_poll`]): `epoll_wait` without sleeping until
+    /// events are there (true) or `limit` passed (false).
+    fn poll_events(&mut self, limit: std::time::Duration) -> io::Result<bool> {
+        // A limit past what an Instant holds: poll until something comes.
+        let until = Instant::now().checked_add(limit);
+        loop {
+            if let Err(e) = self
+                .poll
+                .poll(&mut self.events, Some(std::time::Duration::ZERO))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            if !self.events.is_empty() {
+                return Ok(true);
+            }
+            if until.is_some_and(|t| Instant::now() >= t) {
+                return Ok(false);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Run the core until it stops.
     pub(crate) fn run<P: Plugin>(mut self, core: &mut Core<P>, bus: &Bus) -> io::Result<()> {
         loop {
@@ -584,13 +610,27 @@ impl Epoll {
             if core.sh.stopping && core.sh.conns.is_empty() {
                 break;
             }
-            let timeout = if !self.ready.is_empty() {
+            let mut timeout = if !self.ready.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
                 core.next_deadline()
                     .map(|d| d.saturating_duration_since(Instant::now()))
             };
-            if let Err(e) = self.poll.poll(&mut self.events, timeout)
+            // A busy poll first, for up to `busy_poll` (or the next timer, if sooner).
+            let would_wait = timeout != Some(std::time::Duration::ZERO);
+            let polled = would_wait
+                && !self.busy_poll.is_zero()
+                && self.poll_events(timeout.map_or(self.busy_poll, |d| d.min(self.busy_poll)))?;
+            if would_wait && !polled && !self.busy_poll.is_zero() {
+                // The poll took its time: wait only for what is left until the next timer
+                // (none at all once it is due, rather than mio's rounding up to 1 ms).
+                timeout = core
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()));
+            }
+            if polled {
+                core.sh.stats.busy_polls += 1;
+            } else if let Err(e) = self.poll.poll(&mut self.events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 return Err(e);

@@ -310,6 +310,8 @@ pub(crate) struct Uring {
     batch: Option<(usize, u32)>,
     /// Completions the last turn must have handled for the next to wait for a batch.
     batch_busy: usize,
+    /// [`crate::RuntimeConfig::busy_poll`]: how long to poll before sleeping (zero: never).
+    busy_poll: Duration,
     /// Input buffers of direct receives in flight, by connection key: the kernel writes into
     /// them until their completion (after the ring in field order, like the send ops).
     direct: HashMap<u64, Vec<u8>>,
@@ -398,6 +400,7 @@ impl Uring {
             batch,
             direct: HashMap::new(),
             batch_busy: cfg.uring_batch_busy,
+            busy_poll: cfg.busy_poll,
             cqes: Vec::with_capacity(1024),
         })
     }
@@ -884,17 +887,31 @@ impl Uring {
                 break;
             }
             // One io_uring_enter: submit everything and wait for a completion or the next timer.
-            let wait = core
+            let mut wait = core
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             // With a batch wait, the kernel returns once `want` completions are there, or
             // once `us` passed and at least one is. Only a busy core waits so: after a quiet
             // turn, the next completion is handled at once.
             let batch = self.batch.filter(|_| self.cqes.len() >= self.batch_busy);
-            if batch.is_some() && !wait.is_some_and(|d| d.is_zero()) {
+            let would_wait = !wait.is_some_and(|d| d.is_zero());
+            // A busy poll first, for up to `busy_poll` (or the next timer, if sooner).
+            let polled = would_wait
+                && !self.busy_poll.is_zero()
+                && self.poll_completions(wait.map_or(self.busy_poll, |d| d.min(self.busy_poll)))?;
+            if would_wait && !polled && !self.busy_poll.is_zero() {
+                // The poll took its time: wait only for what is left until the next timer.
+                wait = core
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()));
+            }
+            if polled {
+                core.sh.stats.busy_polls += 1;
+            } else if batch.is_some() && would_wait {
                 core.sh.stats.batch_waits += 1;
             }
             let r = match (wait, batch) {
+                _ if polled => Ok(0),
                 (Some(d), _) if d.is_zero() => self.ring.submit(),
                 (Some(d), Some((want, us))) => {
                     let ts = types::Timespec::from(d);
@@ -938,6 +955,42 @@ impl Uring {
         }
         core.publish_stats();
         Ok(())
+    }
+
+    /// Busy poll ([`crate::RuntimeConfig::busy_poll`]): submit what is queued, then reap
+    /// completions without sleeping until one is there (true) or `limit` passed (false).
+    fn poll_completions(&mut self, limit: Duration) -> io::Result<bool> {
+        const IORING_ENTER_GETEVENTS: u32 = 1;
+        // A limit past what an Instant holds: poll until something comes.
+        let until = Instant::now().checked_add(limit);
+        self.ring.submit()?;
+        loop {
+            // With DEFER_TASKRUN, completions are posted only inside an io_uring_enter that
+            // asks for events: one with GETEVENTS and min_complete 0 runs that work and
+            // returns at once.
+            // SAFETY: no submissions, no argument pointer (None) and only GETEVENTS: this
+            // call touches no memory of ours besides the rings the kernel already maps.
+            let r = unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+            };
+            if let Err(e) = r
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                )
+            {
+                return Err(e);
+            }
+            if !self.ring.completion().is_empty() {
+                return Ok(true);
+            }
+            if until.is_some_and(|t| Instant::now() >= t) {
+                return Ok(false);
+            }
+            std::hint::spin_loop();
+        }
     }
 
     fn complete<P: Plugin>(&mut self, core: &mut Core<P>, bus: &Bus, u: u64, res: i32, flags: u32) {
