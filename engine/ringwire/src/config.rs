@@ -24,6 +24,7 @@
 //!                                # (default: 100, or a tenth of the shortest ws heartbeat/idle)
 //! recv_buffers = 512
 //! recv_buffer_size = 16384
+//! recv_buffer_incremental = false # io_uring: receives share provided buffers (Linux >= 6.12)
 //! # HTTP (docs/http.md)
 //! www = "/srv/www"               # static files
 //! www_cache_valid_ms = 1000      # per-core cache of static answers, 0 = off
@@ -134,6 +135,8 @@ pub struct FileConfig {
     pub recv_buffers: Option<u16>,
     /// Receive buffer size (bytes).
     pub recv_buffer_size: Option<usize>,
+    /// io_uring: consume provided buffers incrementally.
+    pub recv_buffer_incremental: Option<bool>,
     /// WebSocket: largest message (bytes, inflated), close 1009 past it.
     pub ws_max_message: Option<usize>,
     /// WebSocket: largest frame payload (bytes), close 1009 past it.
@@ -312,6 +315,7 @@ impl FileConfig {
             deadline_tick_ms,
             recv_buffers,
             recv_buffer_size,
+            recv_buffer_incremental,
             ws_max_message,
             ws_max_frame,
             ws_max_fragments,
@@ -470,10 +474,15 @@ impl FileConfig {
             c.recv_buffers = v;
         }
         if let Some(v) = self.recv_buffer_size {
-            if v < 64 {
-                return Err(ConfigError("recv_buffer_size must be at least 64".into()));
+            if !(64..=16 << 20).contains(&v) {
+                return Err(ConfigError(
+                    "recv_buffer_size must be from 64 to 16777216 (16 MiB)".into(),
+                ));
             }
             c.recv_buffer_size = v;
+        }
+        if let Some(v) = self.recv_buffer_incremental {
+            c.recv_buffer_incremental = v;
         }
         if let Some(v) = self.tls_handshake_timeout_ms {
             c.tls_handshake_timeout = Duration::from_millis(v.max(1));
@@ -738,6 +747,18 @@ mod tests {
                 .runtime()
                 .is_err()
         );
+        assert!(
+            FileConfig::parse("recv_buffer_size = 16777217")
+                .unwrap()
+                .runtime()
+                .is_err()
+        );
+        let rt = FileConfig::parse("recv_buffer_incremental = true\nrecv_buffer_size = 65536")
+            .unwrap()
+            .runtime()
+            .unwrap();
+        assert!(rt.recv_buffer_incremental);
+        assert_eq!(rt.recv_buffer_size, 65536);
         assert!(
             FileConfig::parse("throttle_read = 1000")
                 .unwrap()

@@ -123,7 +123,7 @@ fn probe_here() -> super::Probe {
         }
     }
     // Multishot recv and provided-buffer rings need 6.0 / 5.19: try registering one.
-    match BufRing::new(&ring, 2, 64, 7) {
+    match BufRing::new(&ring, 2, 64, 7, false) {
         Ok(_) => {}
         Err(e) => return bad(format!("provided-buffer ring registration failed: {e}")),
     }
@@ -139,6 +139,12 @@ fn probe_here() -> super::Probe {
 
 /// A provided-buffer ring: `count` buffers of `size` bytes, handed to the kernel for
 /// multishot receives. An idle connection holds none of them.
+///
+/// Consumed incrementally where the kernel can (`IOU_PBUF_RING_INC`, Linux 6.12): a receive
+/// takes only the bytes it got from the current buffer and the next one goes on right after
+/// them, so many receives share a buffer and a record lies whole in one unless it crosses a
+/// buffer's end. The kernel flags each completion that leaves bytes of its buffer for later
+/// ones (`IORING_CQE_F_BUF_MORE`); a buffer goes back once one that does not came in.
 pub(crate) struct BufRing {
     entries: *mut types::BufRingEntry,
     map_len: usize,
@@ -147,10 +153,12 @@ pub(crate) struct BufRing {
     mask: u16,
     tail: u16,
     dirty: bool,
+    /// Incremental consumption: where the next bytes of each buffer start.
+    inc: Option<Box<[u32]>>,
 }
 
 impl BufRing {
-    fn new(ring: &IoUring, count: u16, size: usize, bgid: u16) -> io::Result<Self> {
+    fn new(ring: &IoUring, count: u16, size: usize, bgid: u16, inc: bool) -> io::Result<Self> {
         let count = count.max(1).next_power_of_two().min(1 << 15);
         let page = 4096usize;
         let map_len =
@@ -177,19 +185,48 @@ impl BufRing {
             mask: count - 1,
             tail: 0,
             dirty: false,
+            inc: inc.then(|| vec![0u32; count as usize].into_boxed_slice()),
+        };
+        let flags = if inc {
+            types::IOU_PBUF_RING_INC as u16
+        } else {
+            0
         };
         // SAFETY: the mapping is page-aligned, `count` entries long, and stays mapped until
         // `br` is dropped, which happens after the ring (field order in `Uring`), or right
         // here on error; the kernel reads it only while the ring lives.
         unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, bgid, 0)?
+                .register_buf_ring_with_flags(ptr as u64, count, bgid, flags)?
         };
         for bid in 0..count {
             br.push(bid);
         }
         br.publish();
         Ok(br)
+    }
+
+    /// The TCP ring of `cfg`: incremental if `cfg` asks for it and the kernel has it. Where
+    /// it does not, the same memory as buffers of at most [`PLAIN_BUF`] bytes (a ring sized
+    /// for receives that share buffers would have too few for receives that take one each).
+    fn for_tcp(ring: &IoUring, cfg: &crate::RuntimeConfig) -> io::Result<Self> {
+        let (count, size) = (cfg.recv_buffers, cfg.recv_buffer_size.clamp(1, MAX_BUF));
+        if !cfg.recv_buffer_incremental {
+            return BufRing::new(ring, count, size, BGID_TCP, false);
+        }
+        match BufRing::new(ring, count, size, BGID_TCP, true) {
+            Ok(b) => return Ok(b),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!("io_uring: no incremental provided buffers (Linux < 6.12)");
+            }
+            Err(e) => return Err(e),
+        }
+        if size <= PLAIN_BUF {
+            return BufRing::new(ring, count, size, BGID_TCP, false);
+        }
+        let total = count.max(1).next_power_of_two() as usize * size;
+        let plain = (total / PLAIN_BUF).clamp(1, 1 << 15) as u16;
+        BufRing::new(ring, plain, PLAIN_BUF, BGID_TCP, false)
     }
 
     /// Give buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
@@ -202,6 +239,11 @@ impl BufRing {
         e.set_addr(addr);
         e.set_len(self.size as u32);
         e.set_bid(bid);
+        if let Some(off) = self.inc.as_mut()
+            && let Some(o) = off.get_mut(bid as usize)
+        {
+            *o = 0;
+        }
         self.tail = self.tail.wrapping_add(1);
         self.dirty = true;
     }
@@ -218,13 +260,44 @@ impl BufRing {
         }
     }
 
-    /// The bytes the kernel wrote into buffer `bid`.
+    /// A completion of `len` bytes (> 0) in buffer `bid` with CQE `flags`: where its bytes
+    /// are in `mem`, and whether the kernel is done with the buffer (it then goes back with
+    /// [`BufRing::push`] once the bytes were used).
+    fn take(&mut self, bid: u16, len: usize, flags: u32) -> (std::ops::Range<usize>, bool) {
+        let base = bid as usize * self.size;
+        let Some(o) = self.inc.as_mut().and_then(|off| off.get_mut(bid as usize)) else {
+            return (base..base + len.min(self.size), true);
+        };
+        let start = base + (*o as usize).min(self.size);
+        let end = (start + len).min(base + self.size);
+        let done = !cqueue::buffer_more(flags);
+        *o = (end - base) as u32;
+        (start..end, done)
+    }
+
+    /// A completion in buffer `bid` that carried no bytes (end of stream, an error): whether
+    /// the buffer goes back. An incremental ring's kernel did not move past it.
+    fn unused(&self) -> bool {
+        self.inc.is_none()
+    }
+
+    /// The bytes the kernel wrote at `range` (from [`BufRing::take`]).
+    fn bytes(&mut self, range: std::ops::Range<usize>) -> &mut [u8] {
+        &mut self.mem[range]
+    }
+
+    /// The bytes the kernel wrote into buffer `bid` of a ring consumed whole (UDP).
     fn slice(&mut self, bid: u16, len: usize) -> &mut [u8] {
         let start = bid as usize * self.size;
         let len = len.min(self.size);
         &mut self.mem[start..start + len]
     }
 }
+
+/// Provided buffers' size where the kernel cannot consume them incrementally.
+const PLAIN_BUF: usize = 16 * 1024;
+/// The largest provided buffer (a larger `recv_buffer_size` is lowered to it).
+const MAX_BUF: usize = 16 << 20;
 
 impl Drop for BufRing {
     fn drop(&mut self) {
@@ -351,14 +424,20 @@ impl Uring {
             tracing::debug!("io_uring: no IORING_FEAT_MIN_TIMEOUT (kernel < 6.12); batch wait off");
             None
         };
-        let bufs = BufRing::new(&ring, cfg.recv_buffers, cfg.recv_buffer_size, BGID_TCP)?;
+        let bufs = BufRing::for_tcp(&ring, cfg)?;
         let udp_size = std::mem::size_of::<types::RecvMsgOut>()
             + std::mem::size_of::<libc::sockaddr_storage>()
             + cfg.udp_max_datagram;
         let udp_bufs = if udp.is_empty() {
             None
         } else {
-            Some(BufRing::new(&ring, cfg.udp_buffers, udp_size, BGID_UDP)?)
+            Some(BufRing::new(
+                &ring,
+                cfg.udp_buffers,
+                udp_size,
+                BGID_UDP,
+                false,
+            )?)
         };
         // SAFETY: plain eventfd creation; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -563,7 +642,7 @@ impl Uring {
                     // reads large records takes one buffer: a multishot receive would copy
                     // most of the next record out of provided buffers before its header is
                     // even seen (the kernel fills up to 32 of them per wake-up).
-                    let len = allow.clamp(1, self.bufs.size) as u32;
+                    let len = allow.clamp(1, self.bufs.size.min(PLAIN_BUF)) as u32;
                     opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
                         .buf_group(BGID_TCP)
                         .build()
@@ -774,7 +853,7 @@ impl Uring {
                 crate::core::UdpOp::Add(id, sock) => {
                     if self.udp_bufs.is_none() {
                         let (n, size) = self.udp_buf_cfg;
-                        match BufRing::new(&self.ring, n, size, BGID_UDP) {
+                        match BufRing::new(&self.ring, n, size, BGID_UDP, false) {
                             Ok(b) => self.udp_bufs = Some(b),
                             Err(e) => tracing::warn!("UDP buffer ring registration failed: {e}"),
                         }
@@ -963,7 +1042,18 @@ impl Uring {
         const IORING_ENTER_GETEVENTS: u32 = 1;
         // A limit past what an Instant holds: poll until something comes.
         let until = Instant::now().checked_add(limit);
-        self.ring.submit()?;
+        // The errors a turn's own io_uring_enter shrugs off; the next turn retries.
+        let passing = |e: &io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+            )
+        };
+        if let Err(e) = self.ring.submit()
+            && !passing(&e)
+        {
+            return Err(e);
+        }
         loop {
             // With DEFER_TASKRUN, completions are posted only inside an io_uring_enter that
             // asks for events: one with GETEVENTS and min_complete 0 runs that work and
@@ -976,10 +1066,7 @@ impl Uring {
                     .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
             };
             if let Err(e) = r
-                && !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                )
+                && !passing(&e)
             {
                 return Err(e);
             }
@@ -1030,9 +1117,11 @@ impl Uring {
                         // Whether this buffer starts a record (nothing partial was kept).
                         let at_boundary =
                             core.sh.conns.get(key).is_some_and(|c| c.inbuf().is_empty());
-                        let buf = self.bufs.slice(bid, res as usize);
-                        core.deliver(key, buf);
-                        self.bufs.push(bid);
+                        let (at, done) = self.bufs.take(bid, res as usize, flags);
+                        core.deliver(key, self.bufs.bytes(at));
+                        if done {
+                            self.bufs.push(bid);
+                        }
                         if more && core.has_direct_room(key, DIRECT_READ_MIN) {
                             // The plugin reserved room for a large record: the next service
                             // swaps the multishot receive for a direct one.
@@ -1051,12 +1140,12 @@ impl Uring {
                         }
                     }
                 } else if res == 0 {
-                    if let Some(bid) = bid {
+                    if let Some(bid) = bid.filter(|_| self.bufs.unused()) {
                         self.bufs.push(bid);
                     }
                     core.eof(key);
                 } else {
-                    if let Some(bid) = bid {
+                    if let Some(bid) = bid.filter(|_| self.bufs.unused()) {
                         self.bufs.push(bid);
                     }
                     match -res {
