@@ -582,9 +582,7 @@ impl Epoll {
     /// Busy poll ([`crate::RuntimeConfig::busy_poll`]): `epoll_wait` without sleeping until
     /// events are there (true) or `limit` passed (false).
     fn poll_events(&mut self, limit: std::time::Duration) -> io::Result<bool> {
-        // A limit past what an Instant holds: poll until something comes.
-        let until = Instant::now().checked_add(limit);
-        loop {
+        super::poll_until(limit, || {
             if let Err(e) = self
                 .poll
                 .poll(&mut self.events, Some(std::time::Duration::ZERO))
@@ -592,14 +590,8 @@ impl Epoll {
             {
                 return Err(e);
             }
-            if !self.events.is_empty() {
-                return Ok(true);
-            }
-            if until.is_some_and(|t| Instant::now() >= t) {
-                return Ok(false);
-            }
-            std::hint::spin_loop();
-        }
+            Ok(!self.events.is_empty())
+        })
     }
 
     /// Run the core until it stops.

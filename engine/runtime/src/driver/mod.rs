@@ -60,6 +60,26 @@ pub fn resolve_driver(choice: DriverChoice) -> Result<(DriverKind, String), Stri
     }
 }
 
+/// Busy poll ([`crate::RuntimeConfig::busy_poll`]), the part both drivers share: call
+/// `look` (a look for events that does not sleep; true once some came) until it finds some
+/// (true) or `limit` passed (false). A limit past what an Instant holds polls until something
+/// comes.
+pub(crate) fn poll_until(
+    limit: std::time::Duration,
+    mut look: impl FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    let until = std::time::Instant::now().checked_add(limit);
+    loop {
+        if look()? {
+            return Ok(true);
+        }
+        if until.is_some_and(|t| std::time::Instant::now() >= t) {
+            return Ok(false);
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// Start a non-blocking TCP connect; the socket is returned at once (the connect is in
 /// progress, or already done on loopback). Completion shows as writability; then
 /// [`connect_result`] tells success from failure. With `from`, the socket is bound to that

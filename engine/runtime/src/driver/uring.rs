@@ -1040,8 +1040,6 @@ impl Uring {
     /// completions without sleeping until one is there (true) or `limit` passed (false).
     fn poll_completions(&mut self, limit: Duration) -> io::Result<bool> {
         const IORING_ENTER_GETEVENTS: u32 = 1;
-        // A limit past what an Instant holds: poll until something comes.
-        let until = Instant::now().checked_add(limit);
         // The errors a turn's own io_uring_enter shrugs off; the next turn retries.
         let passing = |e: &io::Error| {
             matches!(
@@ -1054,7 +1052,7 @@ impl Uring {
         {
             return Err(e);
         }
-        loop {
+        super::poll_until(limit, || {
             // With DEFER_TASKRUN, completions are posted only inside an io_uring_enter that
             // asks for events: one with GETEVENTS and min_complete 0 runs that work and
             // returns at once.
@@ -1070,14 +1068,8 @@ impl Uring {
             {
                 return Err(e);
             }
-            if !self.ring.completion().is_empty() {
-                return Ok(true);
-            }
-            if until.is_some_and(|t| Instant::now() >= t) {
-                return Ok(false);
-            }
-            std::hint::spin_loop();
-        }
+            Ok(!self.ring.completion().is_empty())
+        })
     }
 
     fn complete<P: Plugin>(&mut self, core: &mut Core<P>, bus: &Bus, u: u64, res: i32, flags: u32) {
