@@ -23,6 +23,7 @@
 //! deadline_tick_ms = 100         # grid of the connection deadlines: how late they may fire
 //!                                # (default: 100, or a tenth of the shortest ws heartbeat/idle)
 //! recv_buffers = 512
+//! recv_buffer_window = 64         # io_uring: buffers offered at least, at a time (the rest wait)
 //! recv_buffer_size = 16384
 //! recv_buffer_incremental = false # io_uring: receives share provided buffers (Linux >= 6.12)
 //! # HTTP (docs/http.md)
@@ -133,6 +134,8 @@ pub struct FileConfig {
     pub deadline_tick_ms: Option<u64>,
     /// io_uring provided receive buffers per core.
     pub recv_buffers: Option<u16>,
+    /// io_uring: provided buffers offered to the kernel at least, at a time.
+    pub recv_buffer_window: Option<u16>,
     /// Receive buffer size (bytes).
     pub recv_buffer_size: Option<usize>,
     /// io_uring: consume provided buffers incrementally.
@@ -314,6 +317,7 @@ impl FileConfig {
             uring_batch_busy,
             deadline_tick_ms,
             recv_buffers,
+            recv_buffer_window,
             recv_buffer_size,
             recv_buffer_incremental,
             ws_max_message,
@@ -472,6 +476,12 @@ impl FileConfig {
                 return Err(ConfigError("recv_buffers must be at least 1".into()));
             }
             c.recv_buffers = v;
+        }
+        if let Some(v) = self.recv_buffer_window {
+            if v == 0 {
+                return Err(ConfigError("recv_buffer_window must be at least 1".into()));
+            }
+            c.recv_buffer_window = v;
         }
         if let Some(v) = self.recv_buffer_size {
             if !(64..=16 << 20).contains(&v) {
@@ -759,6 +769,17 @@ mod tests {
             .unwrap();
         assert!(rt.recv_buffer_incremental);
         assert_eq!(rt.recv_buffer_size, 65536);
+        assert!(
+            FileConfig::parse("recv_buffer_window = 0")
+                .unwrap()
+                .runtime()
+                .is_err()
+        );
+        let rt = FileConfig::parse("recv_buffer_window = 512")
+            .unwrap()
+            .runtime()
+            .unwrap();
+        assert_eq!(rt.recv_buffer_window, 512);
         assert!(
             FileConfig::parse("throttle_read = 1000")
                 .unwrap()

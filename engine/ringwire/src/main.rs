@@ -311,15 +311,21 @@ fn run_serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let server = serve::start_listeners(rt, services, &all)?;
     let stopper = server.stopper();
+    let stats = server.stats_reader();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ])?;
     std::thread::Builder::new()
         .name("ringwire-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR1 {
+                    serve::print_stats(&stats.stats());
+                    continue;
+                }
                 if sig == signal_hook::consts::SIGHUP {
                     // Certificates are re-read; open connections keep theirs.
                     match &tls {

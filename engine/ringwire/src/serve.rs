@@ -290,6 +290,24 @@ pub fn start_listeners(
     })
 }
 
+/// Print per-core counters to stdout, a line per core and one for their sum
+/// (`stats core=0 accepted=12 ...`, then `stats core=all ...`); `ringwire serve` does it on
+/// SIGUSR1. The counters are those the cores last published (every 100 ms).
+pub fn print_stats(stats: &[ringwire_runtime::CoreStats]) {
+    let mut out = std::io::stdout().lock();
+    let total = ringwire_runtime::CoreStats::total(stats);
+    let rows = stats.iter().enumerate().map(|(i, s)| (i.to_string(), s));
+    for (core, s) in rows.chain(std::iter::once(("all".to_string(), &total))) {
+        use std::fmt::Write as _;
+        let mut line = format!("stats core={core}");
+        for (name, v) in s.named() {
+            let _ = write!(line, " {name}={v}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
 /// Print the readiness lines, exactly `listening on ADDR (driver=D, threads=N)` per listener.
 pub fn announce(server: &ServerHandle) {
     let mut out = std::io::stdout().lock();

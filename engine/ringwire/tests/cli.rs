@@ -1,4 +1,5 @@
-//! The `ringwire` binary: readiness lines, echo, graceful stop on SIGTERM, config errors.
+//! The `ringwire` binary: readiness lines, echo, counters on SIGUSR1, graceful stop on SIGTERM,
+//! config errors.
 
 mod common;
 
@@ -38,6 +39,30 @@ fn serve_and_stop(driver: &str) {
     let mut b = [0u8; 5];
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"hello");
+    // SIGUSR1: a line of counters per core, then their sum. The cores publish them every
+    // 100 ms, so ask until the sum shows the echo connection.
+    let mut seen = None;
+    for _ in 0..100 {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc_kill(child.id() as i32, 10) };
+        let rows: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+        assert!(rows[0].starts_with("stats core=0 accepted="), "{rows:?}");
+        assert!(rows[1].starts_with("stats core=1 accepted="), "{rows:?}");
+        assert!(rows[2].starts_with("stats core=all accepted="), "{rows:?}");
+        let all: std::collections::HashMap<&str, u64> = rows[2]
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+            .collect();
+        if all["accepted"] == 1 && all["bytes_in"] == 5 {
+            assert_eq!(all["open"], 1);
+            assert_eq!(all["bytes_out"], 5);
+            seen = Some(rows);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen.is_some(), "SIGUSR1 never showed the echo connection");
     // SIGTERM: the open connection is closed gracefully (EOF, not a reset) and the process exits 0.
     // SAFETY: sending a signal to our own child process.
     unsafe { libc_kill(child.id() as i32, 15) };

@@ -493,11 +493,51 @@ pub struct CoreStats {
     /// Loop turns whose events a busy poll ([`crate::RuntimeConfig::busy_poll`]) found, where
     /// the core would otherwise have gone to sleep.
     pub busy_polls: u64,
+    /// io_uring: provided receive buffers the kernel is offered at a time now
+    /// ([`crate::RuntimeConfig::recv_buffer_window`], which grows while connections with
+    /// data at once need more).
+    pub recv_buffer_window: u64,
 }
 
-const STAT_FIELDS: usize = 17;
+const STAT_FIELDS: usize = 18;
+
+/// The names of [`CoreStats`]' fields, in the order of [`CoreStats::named`].
+const STAT_NAMES: [&str; STAT_FIELDS] = [
+    "accepted",
+    "refused",
+    "closed",
+    "open",
+    "bytes_in",
+    "bytes_out",
+    "messages",
+    "datagrams_in",
+    "datagrams_out",
+    "datagrams_dropped",
+    "recv_nobufs",
+    "tls_handshakes",
+    "tls_failures",
+    "file_bytes_out",
+    "direct_bytes_in",
+    "batch_waits",
+    "busy_polls",
+    "recv_buffer_window",
+];
 
 impl CoreStats {
+    /// Every counter with its field name, in declaration order (for logs and metrics).
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
+        STAT_NAMES.into_iter().zip(self.to_array())
+    }
+    /// The sum of several cores' counters.
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a CoreStats>) -> CoreStats {
+        let mut sum = [0u64; STAT_FIELDS];
+        for s in all {
+            for (t, v) in sum.iter_mut().zip(s.to_array()) {
+                *t = t.saturating_add(v);
+            }
+        }
+        CoreStats::from_array(sum)
+    }
     fn to_array(self) -> [u64; STAT_FIELDS] {
         [
             self.accepted,
@@ -517,6 +557,7 @@ impl CoreStats {
             self.direct_bytes_in,
             self.batch_waits,
             self.busy_polls,
+            self.recv_buffer_window,
         ]
     }
     fn from_array(a: [u64; STAT_FIELDS]) -> Self {
@@ -538,6 +579,7 @@ impl CoreStats {
             direct_bytes_in,
             batch_waits,
             busy_polls,
+            recv_buffer_window,
         ] = a;
         CoreStats {
             accepted,
@@ -557,6 +599,7 @@ impl CoreStats {
             direct_bytes_in,
             batch_waits,
             busy_polls,
+            recv_buffer_window,
         }
     }
 }

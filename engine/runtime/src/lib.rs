@@ -58,4 +58,4 @@ pub use driver::{Probe, probe_uring, resolve_driver};
 pub use plugin::{
     CloseReason, ConnId, IntoChunk, ListenerId, Plugin, PluginFactory, SendError, UdpId,
 };
-pub use server::{Publisher, ServerBuilder, ServerHandle, Stopper};
+pub use server::{Publisher, ServerBuilder, ServerHandle, StatsReader, Stopper};

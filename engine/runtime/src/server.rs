@@ -336,6 +336,13 @@ impl ServerHandle {
     pub fn stats(&self) -> Vec<CoreStats> {
         self.global.stats()
     }
+    /// A cloneable, `Send + Sync` handle that reads the per-core counters from any thread
+    /// (a signal handler thread, a metrics exporter).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            global: self.global.clone(),
+        }
+    }
     /// Post a message to one core's plugin.
     pub fn post(&self, core: usize, tag: u64, data: bytes::Bytes) -> bool {
         self.bus.post(
@@ -400,6 +407,19 @@ impl Drop for ServerHandle {
             self.stop();
             self.join_inner();
         }
+    }
+}
+
+/// Reads a server's per-core counters from any thread; see [`ServerHandle::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader {
+    global: Arc<Global>,
+}
+
+impl StatsReader {
+    /// Per-core counters, as last published (every 100 ms, and at stop).
+    pub fn stats(&self) -> Vec<CoreStats> {
+        self.global.stats()
     }
 }
 

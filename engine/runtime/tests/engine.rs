@@ -34,6 +34,7 @@ both_drivers!(
     graceful_shutdown_delivers_queued,
     max_connections_refused,
     tiny_buffers_enobufs,
+    buffer_window_grows_and_shrinks,
     udp_echo,
     udp_bind_and_close_at_runtime,
     read_throttle,
@@ -823,6 +824,62 @@ fn tiny_buffers_enobufs(d: DriverChoice) {
     if server.driver() == ringwire_runtime::DriverKind::Uring {
         // Two 64-byte buffers for 20 busy connections: the ring must have run dry.
         wait_for("ENOBUFS counted", || server.stats()[0].recv_nobufs > 0);
+    }
+}
+
+/// io_uring offers the kernel only a window of its provided buffers, refilled with the ones
+/// given back last. Started at one buffer, it grows while many connections have data at
+/// once (receives found none left), echoes stay byte-exact throughout, and it shrinks again
+/// once one connection sends one small message at a time. (epoll has no provided buffers;
+/// the echoes are checked all the same.)
+fn buffer_window_grows_and_shrinks(d: DriverChoice) {
+    let c = RuntimeConfig {
+        recv_buffers: 64,
+        recv_buffer_window: 1,
+        recv_buffer_size: 4096,
+        ..cfg(d, 1)
+    };
+    let (server, addr) = start(c, |_| Echo);
+    let uring = server.driver() == DriverKind::Uring;
+    let go = Arc::new(std::sync::Barrier::new(100));
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for round in 0..3u8 {
+                    let data = pattern(20_000, (i as u8).wrapping_add(round));
+                    go.wait();
+                    assert!(roundtrip(&mut s, &data) == data, "conn {i} round {round}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    if uring {
+        wait_for("the window grew", || {
+            server.stats()[0].recv_buffer_window >= 8
+        });
+        let grown = server.stats()[0].recv_buffer_window;
+        assert!(grown <= 64, "window {grown} past the 64 buffers");
+        assert!(server.stats()[0].recv_nobufs > 0);
+    }
+    // Light traffic: each weighing (four rings' worth of buffers, 256) halves the window while
+    // no loop turn takes more than a quarter of it.
+    let mut s = connect(addr);
+    let mut got = [0u8; 16];
+    for i in 0..3000u32 {
+        let msg = [(i % 251) as u8; 16];
+        s.write_all(&msg).unwrap();
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+    if uring {
+        wait_for("the window shrank", || {
+            server.stats()[0].recv_buffer_window <= 4
+        });
     }
 }
 

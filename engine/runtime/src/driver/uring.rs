@@ -123,7 +123,7 @@ fn probe_here() -> super::Probe {
         }
     }
     // Multishot recv and provided-buffer rings need 6.0 / 5.19: try registering one.
-    match BufRing::new(&ring, 2, 64, 7, false) {
+    match BufRing::new(&ring, 2, 64, 7, false, 2) {
         Ok(_) => {}
         Err(e) => return bad(format!("provided-buffer ring registration failed: {e}")),
     }
@@ -155,11 +155,37 @@ pub(crate) struct BufRing {
     dirty: bool,
     /// Incremental consumption: where the next bytes of each buffer start.
     inc: Option<Box<[u32]>>,
+    /// Buffers given back and not yet offered again, the last given back on top.
+    free: Vec<u16>,
+    /// Buffers offered to the kernel that it has not handed over yet.
+    offered: u16,
+    /// How many buffers the kernel is offered at a time: at least `min_window`, doubled
+    /// when a receive found the ring empty, lowered again while it does not.
+    window: u16,
+    min_window: u16,
+    /// A receive found the ring empty since the last [`BufRing::publish`].
+    starved: bool,
+    /// Buffers handed over since the window was last weighed.
+    since_change: u32,
+    /// Buffers handed over since the last [`BufRing::publish`], and the most in one loop
+    /// turn since the window was last weighed.
+    turn_taken: u32,
+    peak_taken: u32,
 }
 
 impl BufRing {
-    fn new(ring: &IoUring, count: u16, size: usize, bgid: u16, inc: bool) -> io::Result<Self> {
+    /// `count` buffers (rounded up to a power of two), of which the kernel is offered at
+    /// least `window` at a time (all of them when `window` >= `count`).
+    fn new(
+        ring: &IoUring,
+        count: u16,
+        size: usize,
+        bgid: u16,
+        inc: bool,
+        window: u16,
+    ) -> io::Result<Self> {
         let count = count.max(1).next_power_of_two().min(1 << 15);
+        let window = window.clamp(1, count);
         let page = 4096usize;
         let map_len =
             (count as usize * std::mem::size_of::<types::BufRingEntry>()).div_ceil(page) * page;
@@ -186,6 +212,15 @@ impl BufRing {
             tail: 0,
             dirty: false,
             inc: inc.then(|| vec![0u32; count as usize].into_boxed_slice()),
+            // Buffer 0 on top: the first receives take the lowest buffers.
+            free: (0..count).rev().collect(),
+            offered: 0,
+            window,
+            min_window: window,
+            starved: false,
+            since_change: 0,
+            turn_taken: 0,
+            peak_taken: 0,
         };
         let flags = if inc {
             types::IOU_PBUF_RING_INC as u16
@@ -199,9 +234,6 @@ impl BufRing {
             ring.submitter()
                 .register_buf_ring_with_flags(ptr as u64, count, bgid, flags)?
         };
-        for bid in 0..count {
-            br.push(bid);
-        }
         br.publish();
         Ok(br)
     }
@@ -211,10 +243,11 @@ impl BufRing {
     /// for receives that share buffers would have too few for receives that take one each).
     fn for_tcp(ring: &IoUring, cfg: &crate::RuntimeConfig) -> io::Result<Self> {
         let (count, size) = (cfg.recv_buffers, cfg.recv_buffer_size.clamp(1, MAX_BUF));
+        let window = cfg.recv_buffer_window;
         if !cfg.recv_buffer_incremental {
-            return BufRing::new(ring, count, size, BGID_TCP, false);
+            return BufRing::new(ring, count, size, BGID_TCP, false, window);
         }
-        match BufRing::new(ring, count, size, BGID_TCP, true) {
+        match BufRing::new(ring, count, size, BGID_TCP, true, window) {
             Ok(b) => return Ok(b),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 tracing::debug!("io_uring: no incremental provided buffers (Linux < 6.12)");
@@ -222,15 +255,32 @@ impl BufRing {
             Err(e) => return Err(e),
         }
         if size <= PLAIN_BUF {
-            return BufRing::new(ring, count, size, BGID_TCP, false);
+            return BufRing::new(ring, count, size, BGID_TCP, false, window);
         }
         let total = count.max(1).next_power_of_two() as usize * size;
         let plain = (total / PLAIN_BUF).clamp(1, 1 << 15) as u16;
-        BufRing::new(ring, plain, PLAIN_BUF, BGID_TCP, false)
+        let window = (window as usize * size / PLAIN_BUF).clamp(1, u16::MAX as usize) as u16;
+        BufRing::new(ring, plain, PLAIN_BUF, BGID_TCP, false, window)
     }
 
-    /// Give buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
+    /// Give back buffer `bid`, which the kernel handed over: it is offered again, before
+    /// the buffers given back earlier (its bytes are the likeliest to be in the CPU cache),
+    /// once the kernel is offered fewer than the window ([`BufRing::publish`]).
     fn push(&mut self, bid: u16) {
+        self.offered = self.offered.saturating_sub(1);
+        self.since_change = self.since_change.saturating_add(1);
+        self.turn_taken = self.turn_taken.saturating_add(1);
+        self.free.push(bid);
+    }
+
+    /// A receive found no buffer (ENOBUFS): the next [`BufRing::publish`] offers twice as
+    /// many.
+    fn starved(&mut self) {
+        self.starved = true;
+    }
+
+    /// Offer buffer `bid` to the kernel at the ring's tail.
+    fn offer(&mut self, bid: u16) {
         let idx = (self.tail & self.mask) as usize;
         // SAFETY: `idx` <= mask < count, inside the mapping; only this thread writes entries,
         // and the kernel reads an entry only after the tail is published past it.
@@ -245,10 +295,38 @@ impl BufRing {
             *o = 0;
         }
         self.tail = self.tail.wrapping_add(1);
+        self.offered += 1;
         self.dirty = true;
     }
 
+    /// Bring the buffers offered up to the window and make them visible to the kernel.
+    ///
+    /// A ring offering every buffer cycles through all of them (8 MiB by default), so each
+    /// receive writes into memory that left the CPU cache long ago. Offering only a window,
+    /// refilled with the buffers given back last, keeps the bytes in rotation few. The
+    /// window doubles after a receive found the ring empty (many connections with data at
+    /// once). Every four rings' worth of buffers handed over, it is weighed: it halves,
+    /// down to its start, if no loop turn took more than a quarter of it.
     fn publish(&mut self) {
+        let count = self.mask as u32 + 1;
+        self.peak_taken = self.peak_taken.max(std::mem::take(&mut self.turn_taken));
+        if self.starved {
+            self.starved = false;
+            self.since_change = 0;
+            self.peak_taken = 0;
+            self.window = (self.window as u32 * 2).min(count) as u16;
+        } else if self.since_change >= 4 * count {
+            if self.peak_taken * 4 <= self.window as u32 {
+                self.window = (self.window / 2).max(self.min_window);
+            }
+            self.since_change = 0;
+            self.peak_taken = 0;
+        }
+        while self.offered < self.window
+            && let Some(bid) = self.free.pop()
+        {
+            self.offer(bid);
+        }
         if self.dirty {
             // SAFETY: the tail field lives in the first entry of the mapping; the kernel reads it
             // with acquire semantics, so a release store publishes the entries written above.
@@ -437,6 +515,7 @@ impl Uring {
                 udp_size,
                 BGID_UDP,
                 false,
+                cfg.udp_buffers,
             )?)
         };
         // SAFETY: plain eventfd creation; the result is checked.
@@ -853,7 +932,7 @@ impl Uring {
                 crate::core::UdpOp::Add(id, sock) => {
                     if self.udp_bufs.is_none() {
                         let (n, size) = self.udp_buf_cfg;
-                        match BufRing::new(&self.ring, n, size, BGID_UDP, false) {
+                        match BufRing::new(&self.ring, n, size, BGID_UDP, false, n) {
                             Ok(b) => self.udp_bufs = Some(b),
                             Err(e) => tracing::warn!("UDP buffer ring registration failed: {e}"),
                         }
@@ -948,6 +1027,7 @@ impl Uring {
             self.arm_udp(core.sh.stopping);
             core.settle(&mut self);
             self.bufs.publish();
+            core.sh.stats.recv_buffer_window = self.bufs.window as u64;
             if let Some(u) = self.udp_bufs.as_mut() {
                 u.publish();
             }
@@ -1143,7 +1223,10 @@ impl Uring {
                     match -res {
                         // The ring ran dry: buffers come back in this batch; the recv is
                         // re-armed when the connection is serviced.
-                        libc::ENOBUFS => core.sh.stats.recv_nobufs += 1,
+                        libc::ENOBUFS => {
+                            core.sh.stats.recv_nobufs += 1;
+                            self.bufs.starved();
+                        }
                         libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                         e => core.error(key, io::Error::from_raw_os_error(e)),
                     }
