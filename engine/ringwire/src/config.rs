@@ -22,9 +22,9 @@
 //! uring_batch_busy = 16          # completions in a turn that make the next one batch (0 = always)
 //! deadline_tick_ms = 100         # grid of the connection deadlines: how late they may fire
 //!                                # (default: 100, or a tenth of the shortest ws heartbeat/idle)
-//! recv_buffers = 512
+//! recv_buffers = 256
 //! recv_buffer_window = 64         # io_uring: buffers offered at least, at a time (the rest wait)
-//! recv_buffer_size = 16384
+//! recv_buffer_size = 32768
 //! recv_buffer_incremental = false # io_uring: receives share provided buffers (Linux >= 6.12)
 //! # HTTP (docs/http.md)
 //! www = "/srv/www"               # static files

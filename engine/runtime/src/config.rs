@@ -191,18 +191,21 @@ pub struct RuntimeConfig {
     /// io_uring: completions a loop turn must have handled for the next one to wait for a
     /// batch (16 by default); 0 makes every turn wait.
     pub uring_batch_busy: usize,
-    /// io_uring: provided receive buffers per core (a power of two).
+    /// io_uring: provided receive buffers per core (a power of two; 256 by default, 8 MiB
+    /// with the default size).
     pub recv_buffers: u16,
     /// io_uring: how many of the `recv_buffers` the kernel is offered at least, at a time
     /// (64 by default). The rest wait in a stack; the offer doubles when a receive finds
     /// none left (many connections with data at once) and shrinks back while it does not.
     /// Buffers given back are offered again first, so the bytes in rotation stay in the CPU
-    /// cache: with every one of 512 buffers offered, each receive writes into memory not
-    /// touched for 512 receives. At least `recv_buffers` offers them all (the behaviour
+    /// cache: with every one of 256 buffers offered, each receive writes into memory not
+    /// touched for 256 receives. At least `recv_buffers` offers them all (the behaviour
     /// before this setting).
     pub recv_buffer_window: u16,
     /// io_uring: size of one provided receive buffer (at most 16 MiB: a larger one is
-    /// lowered to it).
+    /// lowered to it). 32 KiB by default, so that a 16 KiB record and its header (a
+    /// WebSocket frame, a full TLS record) come in one buffer rather than two, the first of
+    /// which would be copied aside until the second came.
     pub recv_buffer_size: usize,
     /// io_uring: consume provided buffers incrementally (Linux 6.12, `IOU_PBUF_RING_INC`):
     /// a receive takes only the bytes it got and the next goes on after them, so receives
@@ -265,9 +268,9 @@ impl Default for RuntimeConfig {
             busy_poll: Duration::ZERO,
             uring_batch_size: 64,
             uring_batch_busy: 16,
-            recv_buffers: 512,
+            recv_buffers: 256,
             recv_buffer_window: 64,
-            recv_buffer_size: 16 * 1024,
+            recv_buffer_size: 32 * 1024,
             recv_buffer_incremental: false,
             epoll_read_buffer: 64 * 1024,
             udp_buffers: 256,
