@@ -451,82 +451,83 @@ impl Conn {
     }
 }
 
-/// Counters of one core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CoreStats {
+/// Declares [`CoreStats`] from one list of its counters, and derives from the same list
+/// their names and their conversion to and from the array the cores publish.
+macro_rules! core_stats {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Counters of one core.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CoreStats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        /// The names of [`CoreStats`]' fields, in the order of [`CoreStats::named`].
+        const STAT_NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        impl CoreStats {
+            fn to_array(self) -> [u64; STAT_FIELDS] {
+                [$(self.$name),*]
+            }
+            fn from_array(a: [u64; STAT_FIELDS]) -> Self {
+                let [$($name),*] = a;
+                CoreStats { $($name),* }
+            }
+        }
+    };
+}
+
+core_stats! {
     /// Connections accepted.
-    pub accepted: u64,
+    accepted,
     /// Connections refused (max-connections, or the plugin said no).
-    pub refused: u64,
+    refused,
     /// Connections closed.
-    pub closed: u64,
+    closed,
     /// Connections open now.
-    pub open: u64,
+    open,
     /// Bytes read from sockets.
-    pub bytes_in: u64,
+    bytes_in,
     /// Bytes written to sockets.
-    pub bytes_out: u64,
+    bytes_out,
     /// Messages, as counted by plugins through [`CoreCtx::count_messages`].
-    pub messages: u64,
+    messages,
     /// UDP datagrams received.
-    pub datagrams_in: u64,
+    datagrams_in,
     /// UDP datagrams sent.
-    pub datagrams_out: u64,
+    datagrams_out,
     /// UDP datagrams dropped (send buffer full, truncated on receive).
-    pub datagrams_dropped: u64,
+    datagrams_dropped,
     /// io_uring: receives that found the provided-buffer ring empty (ENOBUFS) and were re-armed.
-    pub recv_nobufs: u64,
+    recv_nobufs,
     /// TLS handshakes completed.
-    pub tls_handshakes: u64,
+    tls_handshakes,
     /// TLS connections that failed: a bad handshake or record, the handshake deadline, or the
     /// cap on handshakes in progress.
-    pub tls_failures: u64,
+    tls_failures,
     /// Bytes of files written with sendfile(2) ([`ConnCtx::send_file`]), also in `bytes_out`.
-    pub file_bytes_out: u64,
+    file_bytes_out,
     /// Bytes read straight into the room a plugin reserved for a large record
     /// ([`ConnCtx::reserve_input`]), without a copy from the driver's buffers; also in
     /// `bytes_in`.
-    pub direct_bytes_in: u64,
+    direct_bytes_in,
     /// io_uring loop turns that waited for a batch of completions
     /// ([`crate::RuntimeConfig::uring_batch_wait`]) rather than for the first one.
-    pub batch_waits: u64,
+    batch_waits,
     /// Loop turns whose events a busy poll ([`crate::RuntimeConfig::busy_poll`]) found, where
     /// the core would otherwise have gone to sleep.
-    pub busy_polls: u64,
+    busy_polls,
     /// io_uring: provided receive buffers the kernel is offered at a time now
     /// ([`crate::RuntimeConfig::recv_buffer_window`], which grows while connections with
     /// data at once need more).
-    pub recv_buffer_window: u64,
+    recv_buffer_window,
 }
 
-const STAT_FIELDS: usize = 18;
-
-/// The names of [`CoreStats`]' fields, in the order of [`CoreStats::named`].
-const STAT_NAMES: [&str; STAT_FIELDS] = [
-    "accepted",
-    "refused",
-    "closed",
-    "open",
-    "bytes_in",
-    "bytes_out",
-    "messages",
-    "datagrams_in",
-    "datagrams_out",
-    "datagrams_dropped",
-    "recv_nobufs",
-    "tls_handshakes",
-    "tls_failures",
-    "file_bytes_out",
-    "direct_bytes_in",
-    "batch_waits",
-    "busy_polls",
-    "recv_buffer_window",
-];
+const STAT_FIELDS: usize = STAT_NAMES.len();
 
 impl CoreStats {
     /// Every counter with its field name, in declaration order (for logs and metrics).
     pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
-        STAT_NAMES.into_iter().zip(self.to_array())
+        STAT_NAMES.iter().copied().zip(self.to_array())
     }
     /// The sum of several cores' counters.
     pub fn total<'a>(all: impl IntoIterator<Item = &'a CoreStats>) -> CoreStats {
@@ -537,70 +538,6 @@ impl CoreStats {
             }
         }
         CoreStats::from_array(sum)
-    }
-    fn to_array(self) -> [u64; STAT_FIELDS] {
-        [
-            self.accepted,
-            self.refused,
-            self.closed,
-            self.open,
-            self.bytes_in,
-            self.bytes_out,
-            self.messages,
-            self.datagrams_in,
-            self.datagrams_out,
-            self.datagrams_dropped,
-            self.recv_nobufs,
-            self.tls_handshakes,
-            self.tls_failures,
-            self.file_bytes_out,
-            self.direct_bytes_in,
-            self.batch_waits,
-            self.busy_polls,
-            self.recv_buffer_window,
-        ]
-    }
-    fn from_array(a: [u64; STAT_FIELDS]) -> Self {
-        let [
-            accepted,
-            refused,
-            closed,
-            open,
-            bytes_in,
-            bytes_out,
-            messages,
-            datagrams_in,
-            datagrams_out,
-            datagrams_dropped,
-            recv_nobufs,
-            tls_handshakes,
-            tls_failures,
-            file_bytes_out,
-            direct_bytes_in,
-            batch_waits,
-            busy_polls,
-            recv_buffer_window,
-        ] = a;
-        CoreStats {
-            accepted,
-            refused,
-            closed,
-            open,
-            bytes_in,
-            bytes_out,
-            messages,
-            datagrams_in,
-            datagrams_out,
-            datagrams_dropped,
-            recv_nobufs,
-            tls_handshakes,
-            tls_failures,
-            file_bytes_out,
-            direct_bytes_in,
-            batch_waits,
-            busy_polls,
-            recv_buffer_window,
-        }
     }
 }
 
