@@ -22,14 +22,20 @@ SECS=0.5 WARMUP=0.2 ROUNDS=1 RATE=2000 \
     SERVERS="ringwire-uring ringwire-epoll" \
     OUT_JSON=$TMP/latest.json OUT_MD=$TMP/RESULTS.md RAW_DIR=$TMP/raw \
     bash "$ROOT/scripts/bench.sh" >/dev/null
-python3 - "$TMP/latest.json" <<'PY'
+python3 - "$TMP/latest.json" "$TMP/RESULTS.md" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-keys = {"case", "server", "driver", "msgs_per_sec", "p50_us", "p99_us", "p999_us", "server_cpu_us_per_msg"}
+keys = {"case", "server", "driver", "msgs_per_sec", "p50_us", "p99_us", "p999_us", "server_cpu_us_per_msg",
+        "server_user_us_per_msg", "server_sys_us_per_msg"}
 assert d["machine"] and d["cases"], d
 for c in d["cases"]:
     assert keys <= c.keys(), c
     assert c["msgs_per_sec"] and c["msgs_per_sec"] > 0, c
+    # The split adds up to the total (each is a median, and /proc counts in ticks).
+    if c["server_cpu_us_per_msg"] and c["case"].startswith("ws-echo"):
+        parts = c["server_user_us_per_msg"] + c["server_sys_us_per_msg"]
+        assert abs(parts - c["server_cpu_us_per_msg"]) <= 0.05 * c["server_cpu_us_per_msg"] + 0.01, c
+assert "## Where the server's time goes" in open(sys.argv[2]).read()
 print(f"bench.sh smoke: {len(d['cases'])} case/server rows in latest.json")
 PY
 

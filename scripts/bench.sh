@@ -368,6 +368,8 @@ for case, server in order:
         "p99_us": med([c["p99_us"] for c in cl]),
         "p999_us": med([c["p999_us"] for c in cl]),
         "server_cpu_us_per_msg": med([c.get("server_cpu_us_per_msg") for c in cl]),
+        "server_user_us_per_msg": med([c.get("server_user_us_per_msg") for c in cl]),
+        "server_sys_us_per_msg": med([c.get("server_sys_us_per_msg") for c in cl]),
         "p90_us": med([c["p90_us"] for c in cl]),
         "max_us": med([c["max_us"] for c in cl]),
         "client_cpu_us_per_msg": med([c.get("client_cpu_us_per_msg") for c in cl]),
@@ -421,6 +423,28 @@ for row, per, _ in rows:
               f"{fmt(row['p999_us'])} | {fmt(row['server_cpu_us_per_msg'], 2)} | "
               f"{fmt(row['client_cpu_us_per_msg'], 2)} | {fmt(row['server_cpu_pct'], 0)} | "
               f"{fmt(row['syscalls_per_msg'], 3)} | {row['runs_ok']}/{row['runs']} |")
+# Where the server's time goes, and what that leaves for the targets: a server whose own
+# (user-space) time were nil would still cost its kernel time per message.
+split = [r for r, _, _ in rows if r["case"].startswith("ws-echo") and r["server_sys_us_per_msg"] is not None]
+if split:
+    md += ["", "## Where the server's time goes", "",
+           "Server CPU µs per message split as the kernel accounts it (/proc/PID/stat utime and stime, "
+           "medians over the rounds). Kernel time includes the loopback peer's TCP receive path, "
+           "which runs in the sender's softirq. The last column is the most a server could gain on "
+           "ringwire io_uring's total by spending no time at all in user space: its total ÷ ringwire "
+           "io_uring's kernel time.", "",
+           "| case | server | driver | user µs/msg | kernel µs/msg | kernel share | total ÷ ringwire io_uring total | total ÷ ringwire io_uring kernel |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in split:
+        ref = next((x for x in split if x["case"] == r["case"] and x["server"] == "ringwire"
+                    and x["driver"] == "uring"), None)
+        tot = r["server_cpu_us_per_msg"]
+        share = r["server_sys_us_per_msg"] / tot if tot else None
+        vs_tot = tot / ref["server_cpu_us_per_msg"] if ref and tot and ref["server_cpu_us_per_msg"] else None
+        vs_sys = tot / ref["server_sys_us_per_msg"] if ref and tot and ref["server_sys_us_per_msg"] else None
+        md.append(f"| {r['case']} | {r['server']} | {r['driver']} | {fmt(r['server_user_us_per_msg'], 2)} | "
+                  f"{fmt(r['server_sys_us_per_msg'], 2)} | {fmt(share and 100 * share, 0)}% | "
+                  f"{fmt(vs_tot, 2)} | {fmt(vs_sys, 2)} |")
 fails = [(r, n) for r, _, ns in rows for n in ns]
 if fails:
     md += ["", "## Failed runs", ""] + [f"- {r['case']} {r['server']}: {n}" for r, n in fails]

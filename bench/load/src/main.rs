@@ -213,21 +213,58 @@ pub fn usage(msg: &str) -> ! {
     exit(2);
 }
 
-/// utime + stime of `pid` (all threads) in seconds, from /proc/PID/stat.
-fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+/// CPU time of a process (all threads), split as the kernel accounts it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cpu {
+    /// utime: seconds in user space.
+    user: f64,
+    /// stime: seconds in the kernel (syscalls, and the softirq work done on the process's
+    /// behalf, such as the loopback peer's TCP receive path).
+    sys: f64,
+}
+
+impl Cpu {
+    fn total(self) -> f64 {
+        self.user + self.sys
+    }
+
+    /// The CPU time spent from `self` to `later`.
+    fn until(self, later: Cpu) -> Cpu {
+        Cpu {
+            user: later.user - self.user,
+            sys: later.sys - self.sys,
+        }
+    }
+}
+
+/// utime and stime of `pid` (all threads), from /proc/PID/stat.
+fn cpu_secs(pid: Option<u32>) -> Option<Cpu> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),
     };
     let stat = std::fs::read_to_string(path).ok()?;
+    parse_stat_cpu(&stat, clock_ticks())
+}
+
+/// utime and stime from the text of /proc/PID/stat. The command name (field 2) may hold
+/// spaces and parentheses, so the fields are counted from its last `)`.
+fn parse_stat_cpu(stat: &str, ticks_per_sec: f64) -> Option<Cpu> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut f = rest.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
+    Some(Cpu {
+        user: utime as f64 / ticks_per_sec,
+        sys: stime as f64 / ticks_per_sec,
+    })
+}
+
+/// The unit of /proc's CPU times (USER_HZ), 100 where sysconf cannot say.
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let tck = if tck > 0 { tck as f64 } else { 100.0 };
-    Some((utime + stime) as f64 / tck)
+    if tck > 0 { tck as f64 } else { 100.0 }
 }
 
 /// Raises RLIMIT_NOFILE to its hard limit, so tens of thousands of connections fit.
@@ -369,8 +406,8 @@ fn main() -> io::Result<()> {
     }
     server.stop();
     server.join();
-    let client_cpu = c0.0.zip(c1.0).map(|(a, b)| b - a);
-    let server_cpu = c0.1.zip(c1.1).map(|(a, b)| b - a);
+    let client_cpu = c0.0.zip(c1.0).map(|(a, b)| a.until(b));
+    let server_cpu = c0.1.zip(c1.1).map(|(a, b)| a.until(b));
     if args.server_pid.is_some() && server_cpu.is_none() {
         eprintln!("ringwire-load: warning: could not read the server's /proc/PID/stat");
     }
@@ -427,8 +464,8 @@ struct Report {
     m: WorkerOut,
     driver: DriverKind,
     window: f64,
-    client_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    client_cpu: Option<Cpu>,
+    server_cpu: Option<Cpu>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -440,8 +477,8 @@ impl Report {
         outs: Vec<WorkerOut>,
         driver: DriverKind,
         window: f64,
-        client_cpu: Option<f64>,
-        server_cpu: Option<f64>,
+        client_cpu: Option<Cpu>,
+        server_cpu: Option<Cpu>,
     ) -> Self {
         let mut m = WorkerOut::new();
         for o in outs {
@@ -532,11 +569,11 @@ impl Report {
             ("published", self.m.published.to_string()),
             (
                 "client_cpu_pct",
-                num(self.client_cpu.map(|c| 100.0 * c / self.window)),
+                num(self.client_cpu.map(|c| 100.0 * c.total() / self.window)),
             ),
             (
                 "client_cpu_us_per_msg",
-                num(self.per_msg_us(self.client_cpu)),
+                num(self.per_msg_us(self.client_cpu.map(Cpu::total))),
             ),
             (
                 "server_pid",
@@ -546,11 +583,19 @@ impl Report {
             ),
             (
                 "server_cpu_pct",
-                num(self.server_cpu.map(|c| 100.0 * c / self.window)),
+                num(self.server_cpu.map(|c| 100.0 * c.total() / self.window)),
             ),
             (
                 "server_cpu_us_per_msg",
-                num(self.per_msg_us(self.server_cpu)),
+                num(self.per_msg_us(self.server_cpu.map(Cpu::total))),
+            ),
+            (
+                "server_user_us_per_msg",
+                num(self.per_msg_us(self.server_cpu.map(|c| c.user))),
+            ),
+            (
+                "server_sys_us_per_msg",
+                num(self.per_msg_us(self.server_cpu.map(|c| c.sys))),
             ),
         ];
         if args.mode == Mode::Storm {
@@ -667,28 +712,26 @@ impl Report {
                 ),
             )?;
         }
-        if let Some(c) = self.client_cpu {
+        let cpu_row = |out: &mut dyn Write, name: &str, c: Cpu, pid: &str| {
+            let per = |t: f64| self.per_msg_us(Some(t)).unwrap_or(f64::NAN);
             row(
                 out,
-                "client cpu",
+                name,
                 format!(
-                    "{:.0}% of one core, {:.2} us per message",
-                    100.0 * c / self.window,
-                    self.per_msg_us(Some(c)).unwrap_or(f64::NAN)
+                    "{:.0}% of one core, {:.2} us per message (user {:.2}, kernel {:.2}){pid}",
+                    100.0 * c.total() / self.window,
+                    per(c.total()),
+                    per(c.user),
+                    per(c.sys),
                 ),
-            )?;
+            )
+        };
+        if let Some(c) = self.client_cpu {
+            cpu_row(out, "client cpu", c, "")?;
         }
         if let Some(c) = self.server_cpu {
-            row(
-                out,
-                "server cpu",
-                format!(
-                    "{:.0}% of one core, {:.2} us per message (pid {})",
-                    100.0 * c / self.window,
-                    self.per_msg_us(Some(c)).unwrap_or(f64::NAN),
-                    args.server_pid.unwrap_or(0)
-                ),
-            )?;
+            let pid = format!(" (pid {})", args.server_pid.unwrap_or(0));
+            cpu_row(out, "server cpu", c, &pid)?;
         }
         if args.tls {
             let when = if args.mode == Mode::Storm {
@@ -727,5 +770,41 @@ impl Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_split() {
+        // Field 2 may hold spaces and parentheses; utime and stime are fields 14 and 15.
+        let stat = "4242 (ring (wire) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 \
+                    750 125 0 0 20 0 3 0 555 1000000 300 18446744073709551615";
+        let c = parse_stat_cpu(stat, 100.0).unwrap();
+        assert_eq!(
+            c,
+            Cpu {
+                user: 7.5,
+                sys: 1.25
+            }
+        );
+        assert_eq!(c.total(), 8.75);
+        let later = Cpu {
+            user: 8.0,
+            sys: 2.0,
+        };
+        assert_eq!(
+            c.until(later),
+            Cpu {
+                user: 0.5,
+                sys: 0.75
+            }
+        );
+        assert_eq!(parse_stat_cpu("4242 (x) S 1 2", 100.0), None);
+        assert_eq!(parse_stat_cpu("no parenthesis", 100.0), None);
+        // This process's own figures parse.
+        assert!(cpu_secs(None).is_some_and(|c| c.user >= 0.0 && c.sys >= 0.0));
     }
 }
