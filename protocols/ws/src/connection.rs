@@ -233,8 +233,14 @@ struct RxMessage {
     fragments: u32,
 }
 
+/// A masked frame whose payload is longer than this is unmasked piece by piece as its bytes
+/// arrive ([`WebSocket::handle_read`]), not all at once when it is complete: a piece just
+/// read is still in cache, a megabyte payload at its end is not. Shorter frames are unmasked
+/// whole (they fit in cache, and a piece-by-piece record would cost more than it saves).
+const UNMASK_AS_IT_COMES: u64 = 64 * 1024;
+
 /// A frame at the head of the input that was only partly there last time: its first `done`
-/// payload bytes are already unmasked in place and UTF-8 checked.
+/// payload bytes are already unmasked in place (and, for text, UTF-8 checked).
 #[derive(Clone, Copy, Debug)]
 struct Partial {
     header: FrameHeader,
@@ -606,15 +612,19 @@ impl WebSocket {
         }
     }
 
-    /// Unmasks and UTF-8-checks the bytes of an incomplete text frame that arrived since the
-    /// last call, so invalid text fails before the frame is complete.
+    /// Unmasks (and UTF-8-checks) the bytes of an incomplete frame that arrived since the
+    /// last call: every text frame, so invalid text fails before the frame is complete, and
+    /// any masked frame of more than [`UNMASK_AS_IT_COMES`] bytes, so its bytes are unmasked
+    /// while the read that brought them has them in cache rather than in one sweep over the
+    /// whole payload at the end.
     fn prevalidate(
         &mut self,
         h: &FrameHeader,
         header_len: usize,
         rest: &mut [u8],
     ) -> Result<(), WsError> {
-        if !self.is_plain_text(h) {
+        let text = self.is_plain_text(h);
+        if !text && (h.mask.is_none() || h.payload_len <= UNMASK_AS_IT_COMES) {
             return Ok(());
         }
         let done = match self.cold.as_ref().and_then(|c| c.partial) {
@@ -630,7 +640,9 @@ impl WebSocket {
         if let Some(key) = h.mask {
             apply_mask_at(new, key, done);
         }
-        self.utf8.feed(new).map_err(|_| WsError::InvalidUtf8)?;
+        if text {
+            self.utf8.feed(new).map_err(|_| WsError::InvalidUtf8)?;
+        }
         self.cold_mut().partial = Some(Partial {
             header: *h,
             done: done + new.len(),

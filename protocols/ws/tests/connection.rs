@@ -229,6 +229,61 @@ fn valid_text_arriving_byte_by_byte() {
 }
 
 #[test]
+fn large_binary_frames_unmasked_as_they_arrive() {
+    // A masked frame past 64 KiB is unmasked piece by piece as its bytes come: the pieces
+    // end at any offset modulo the 4-byte key, and a message may be fragmented.
+    let payload: Vec<u8> = (0..200_003u32).map(|i| (i * 31 % 251) as u8).collect();
+    let bin = |d: &[u8]| Owned::Message(MessageKind::Binary, d.to_vec());
+    let frame = client_frame(0x82, &payload, KEY);
+    let header_len = 2 + 8 + 4;
+
+    // The bytes of an incomplete large frame are unmasked in place, once each.
+    let mut ws = server();
+    let first_chop = header_len + 70_001;
+    let mut buf = frame[..first_chop].to_vec();
+    let r = ws.handle_read(Instant::now(), &mut buf).unwrap();
+    assert_eq!((r.consumed, r.event), (0, None));
+    assert_eq!(&buf[header_len..], &payload[..70_001]);
+    buf.extend_from_slice(&frame[first_chop..first_chop + 3]);
+    let r = ws.handle_read(Instant::now(), &mut buf).unwrap();
+    assert_eq!((r.consumed, r.event), (0, None));
+    assert_eq!(&buf[header_len..], &payload[..70_004]);
+    buf.extend_from_slice(&frame[first_chop + 3..]);
+    let r = ws.handle_read(Instant::now(), &mut buf).unwrap();
+    assert_eq!(r.consumed, frame.len());
+    assert_eq!(r.event.as_ref().map(own), Some(bin(&payload)));
+
+    // A shorter frame is left as it came until it is complete.
+    let short = client_frame(0x82, &payload[..1000], KEY);
+    let mut ws = server();
+    let mut buf = short[..500].to_vec();
+    let r = ws.handle_read(Instant::now(), &mut buf).unwrap();
+    assert_eq!((r.consumed, r.event), (0, None));
+    assert_eq!(buf, &short[..500]);
+
+    // Whole frames, fragments of a message (large first, then large and small continuations)
+    // and a text frame between them, fed in pieces of several sizes.
+    let mut input = frame.clone();
+    input.extend(client_frame(0x02, &payload[..100_000], KEY));
+    input.extend(client_frame(0x00, &payload[100_000..190_000], KEY));
+    input.extend(client_frame(0x80, &payload[190_000..], KEY));
+    input.extend(client_frame(0x81, b"after", KEY));
+    input.extend(client_frame(0x82, &payload[..66_000], KEY));
+    let want = [
+        bin(&payload),
+        bin(&payload),
+        text("after"),
+        bin(&payload[..66_000]),
+    ];
+    for chunk in [1, 3, 4093, 65_536, 1 << 20] {
+        let mut ws = server();
+        let (events, err) = feed_chunked(&mut ws, &input, chunk);
+        assert_eq!(err, None, "chunk {chunk}");
+        assert_eq!(events, want, "chunk {chunk}");
+    }
+}
+
+#[test]
 fn rfc6455_8_1_code_point_split_across_fragments() {
     let bytes = "a𝄞b".as_bytes();
     for split in 0..=bytes.len() {
