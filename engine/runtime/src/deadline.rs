@@ -59,15 +59,22 @@ impl Deadlines {
         }
     }
 
+    /// Nanoseconds from the start to `t` (0 before it), capped at `u64::MAX` (584 years): the
+    /// tick arithmetic below then divides in 64 bits, where a 128-bit division would be a
+    /// library call on every deadline set.
+    fn since_start_ns(&self, t: Instant) -> u64 {
+        let ns = t.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+
     /// The tick `t` falls in (rounded down).
     fn tick_floor(&self, t: Instant) -> u64 {
-        (t.saturating_duration_since(self.start).as_nanos() / self.tick_ns as u128) as u64
+        self.since_start_ns(t) / self.tick_ns
     }
 
     /// The first tick at or after `t` (rounded up).
     fn tick_ceil(&self, t: Instant) -> u64 {
-        let ns = t.saturating_duration_since(self.start).as_nanos();
-        ns.div_ceil(self.tick_ns as u128).min(u64::MAX as u128) as u64
+        self.since_start_ns(t).div_ceil(self.tick_ns)
     }
 
     fn instant_of(&self, rel: u32) -> Instant {

@@ -255,18 +255,31 @@ impl<T> TimerWheel<T> {
 
     /// Ticks of `deadline`, rounded up, clamped to `MAX_TICK`.
     fn ceil_tick(&self, deadline: Instant) -> u64 {
-        let ticks = self.since_start_ns(deadline).div_ceil(self.tick_ns);
+        let ns = self.since_start_ns(deadline);
+        // 64-bit division where the figures fit (the first 584 years): a 128-bit one is a
+        // library call, and this runs for every timer set.
+        let ticks = match (u64::try_from(ns), u64::try_from(self.tick_ns)) {
+            (Ok(n), Ok(t)) => u128::from(n.div_ceil(t)),
+            _ => ns.div_ceil(self.tick_ns),
+        };
         ticks.min(u128::from(MAX_TICK)) as u64
     }
 
     /// Ticks of `now`, rounded down, clamped below `MAX_TICK`.
     fn floor_tick(&self, now: Instant) -> u64 {
-        let ticks = self.since_start_ns(now) / self.tick_ns;
+        let ns = self.since_start_ns(now);
+        let ticks = match (u64::try_from(ns), u64::try_from(self.tick_ns)) {
+            (Ok(n), Ok(t)) => u128::from(n / t),
+            _ => ns / self.tick_ns,
+        };
         ticks.min(u128::from(MAX_TICK - 1)) as u64
     }
 
     fn ticks_to_instant_checked(&self, tick: u64) -> Option<Instant> {
         let ns = u128::from(tick).checked_mul(self.tick_ns)?;
+        if let Ok(ns) = u64::try_from(ns) {
+            return self.start.checked_add(Duration::from_nanos(ns));
+        }
         let secs = u64::try_from(ns / NANOS_PER_SEC).ok()?;
         let d = Duration::new(secs, (ns % NANOS_PER_SEC) as u32);
         self.start.checked_add(d)
