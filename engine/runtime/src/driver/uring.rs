@@ -1164,7 +1164,14 @@ impl Uring {
                     c.inflight -= 1;
                     core.sh.mark_dirty(key);
                 }
-                if let Some(mut buf) = self.direct.remove(&v) {
+                // A direct receive selects no provided buffer; the map is looked up (hashed)
+                // only when one may be in flight, not for every receive.
+                let direct = if bid.is_none() && !self.direct.is_empty() {
+                    self.direct.remove(&v)
+                } else {
+                    None
+                };
+                if let Some(mut buf) = direct {
                     // A direct receive into the connection's own buffer.
                     let n = usize::try_from(res).unwrap_or(0);
                     let len = buf.len() + n;
