@@ -253,25 +253,27 @@ impl<T> TimerWheel<T> {
             .map_or(0, |d| d.as_nanos())
     }
 
+    /// Whole ticks in `ns`, rounded up or down. It divides in 64 bits where the figures fit
+    /// (the first 584 years): a 128-bit division is a library call, and this runs for every
+    /// timer set.
+    fn ticks_in(&self, ns: u128, round_up: bool) -> u128 {
+        match (u64::try_from(ns), u64::try_from(self.tick_ns)) {
+            (Ok(n), Ok(t)) if round_up => u128::from(n.div_ceil(t)),
+            (Ok(n), Ok(t)) => u128::from(n / t),
+            _ if round_up => ns.div_ceil(self.tick_ns),
+            _ => ns / self.tick_ns,
+        }
+    }
+
     /// Ticks of `deadline`, rounded up, clamped to `MAX_TICK`.
     fn ceil_tick(&self, deadline: Instant) -> u64 {
-        let ns = self.since_start_ns(deadline);
-        // 64-bit division where the figures fit (the first 584 years): a 128-bit one is a
-        // library call, and this runs for every timer set.
-        let ticks = match (u64::try_from(ns), u64::try_from(self.tick_ns)) {
-            (Ok(n), Ok(t)) => u128::from(n.div_ceil(t)),
-            _ => ns.div_ceil(self.tick_ns),
-        };
+        let ticks = self.ticks_in(self.since_start_ns(deadline), true);
         ticks.min(u128::from(MAX_TICK)) as u64
     }
 
     /// Ticks of `now`, rounded down, clamped below `MAX_TICK`.
     fn floor_tick(&self, now: Instant) -> u64 {
-        let ns = self.since_start_ns(now);
-        let ticks = match (u64::try_from(ns), u64::try_from(self.tick_ns)) {
-            (Ok(n), Ok(t)) => u128::from(n / t),
-            _ => ns / self.tick_ns,
-        };
+        let ticks = self.ticks_in(self.since_start_ns(now), false);
         ticks.min(u128::from(MAX_TICK - 1)) as u64
     }
 
